@@ -1,0 +1,130 @@
+"""
+S2ML model configuration: one frozen dataclass and the named variants.
+
+Standard library only, so checkpoints can be described and validated without torch.
+"""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Mapping
+
+
+class ConfigError(ValueError):
+    """Raised for an invalid or unknown model configuration."""
+
+
+@dataclass(frozen=True)
+class S2MLConfig:
+    """
+    Architecture of one S2ML network (see docs/architecture.md for the block diagram).
+
+    :param embed_dim: Feature channels C of both streams and of every fusion pair.
+    :param num_pairs: K, the number of cascaded spatio-spectral fusion pairs; each emits a depth.
+    :param blocks_per_pair: N, Swin-Conv blocks in each spatial fusion module (alternating W/SW).
+    :param window_size: Side of the square attention windows, in feature pixels.
+    :param head_dim: Channels per attention head; the transformer half of a Swin-Conv block
+        has embed_dim / 2 channels, so heads = embed_dim / 2 / head_dim.
+    :param mlp_ratio: Hidden width of the Swin MLP relative to its input width.
+    :param downscale: r, the PixelUnshuffle factor of the stems; the cascade runs at 1/r of the
+        input resolution and every head PixelShuffles its residual back to full resolution.
+    :param max_depth_m: Depth normaliser d_max in meters (NYU and SUN RGB-D protocols use 10 m).
+    :param amplitude_log_bound: Bound of the log-amplitude correction, so exp() cannot overflow.
+    :param variant: Name of the variant this config came from ('custom' otherwise).
+    """
+
+    embed_dim: int = 32
+    num_pairs: int = 2
+    blocks_per_pair: int = 1
+    window_size: int = 8
+    head_dim: int = 32
+    mlp_ratio: float = 2.0
+    downscale: int = 4
+    max_depth_m: float = 10.0
+    amplitude_log_bound: float = 5.0
+    variant: str = 'custom'
+
+    def __post_init__(self) -> None:
+        positive = ('embed_dim', 'num_pairs', 'blocks_per_pair', 'window_size', 'head_dim',
+                    'downscale')
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f'{name} must be an integer >= 1, got {value!r}')
+        if self.embed_dim % 2:
+            raise ConfigError(
+                f'embed_dim must be even (split into conv and transformer halves), '
+                f'got {self.embed_dim}')
+        if (self.embed_dim // 2) % self.attention_head_dim:
+            raise ConfigError(
+                f'embed_dim / 2 = {self.embed_dim // 2} is not a multiple of the head width '
+                f'{self.attention_head_dim}')
+        if not self.mlp_ratio > 0:
+            raise ConfigError(f'mlp_ratio must be > 0, got {self.mlp_ratio}')
+        if not self.max_depth_m > 0:
+            raise ConfigError(f'max_depth_m must be > 0 meters, got {self.max_depth_m}')
+        if not self.amplitude_log_bound > 0:
+            raise ConfigError(
+                f'amplitude_log_bound must be > 0, got {self.amplitude_log_bound}')
+
+    @property
+    def attention_head_dim(self) -> int:
+        """Head width actually used: min(head_dim, C/2), so narrow models keep one head."""
+        return min(self.head_dim, self.embed_dim // 2)
+
+    @property
+    def num_heads(self) -> int:
+        """Attention heads in the transformer half of each Swin-Conv block."""
+        return (self.embed_dim // 2) // self.attention_head_dim
+
+    @property
+    def pad_multiple(self) -> int:
+        """Input sides are padded (bottom/right) to a multiple of this many pixels."""
+        return self.window_size * self.downscale
+
+    def to_dict(self) -> Dict[str, Any]:
+        """:return: Plain dict of every field, JSON-serialisable."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> 'S2MLConfig':
+        """
+        Rebuild a config from :meth:`to_dict` output.
+
+        :raises ConfigError: On unknown fields, naming them and the accepted ones.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f'unknown config fields {unknown}; accepted: {sorted(known)}')
+        return cls(**dict(values))
+
+
+# Named variants. Sizes are this implementation's, measured by bench/bench_model.py; the paper's
+# own widths and depths could not be read (see docs/architecture.md).
+S2ML_VARIANTS: Dict[str, S2MLConfig] = {
+    # For unit tests: every component present, as small as possible.
+    'test': S2MLConfig(embed_dim=8, num_pairs=2, blocks_per_pair=2, window_size=4, head_dim=4,
+                       mlp_ratio=2.0, downscale=2, variant='test'),
+    # Real-time: the smallest model that keeps every S2ML component (two fusion pairs, shifted
+    # and unshifted windows, amplitude and phase branches), run at 1/4 resolution.
+    'tiny': S2MLConfig(embed_dim=32, num_pairs=2, blocks_per_pair=2, window_size=8, head_dim=16,
+                       mlp_ratio=2.0, downscale=4, variant='tiny'),
+    # Closer to the paper's description at a robot-friendly cost: 4 pairs at 1/2 resolution.
+    'base': S2MLConfig(embed_dim=64, num_pairs=4, blocks_per_pair=2, window_size=8, head_dim=32,
+                       mlp_ratio=4.0, downscale=2, variant='base'),
+    # The most literal reading: full-resolution cascade, for the paper's 256x256 protocol.
+    'base_r1': S2MLConfig(embed_dim=64, num_pairs=4, blocks_per_pair=2, window_size=8,
+                          head_dim=32, mlp_ratio=4.0, downscale=1, variant='base_r1'),
+}
+
+
+def get_config(variant: str) -> S2MLConfig:
+    """
+    Look up a named variant.
+
+    :raises ConfigError: For an unknown name, listing the known ones.
+    """
+    try:
+        return S2ML_VARIANTS[variant]
+    except KeyError:
+        raise ConfigError(
+            f'unknown S2ML variant {variant!r}; known: {sorted(S2ML_VARIANTS)}') from None

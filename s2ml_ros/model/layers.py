@@ -1,0 +1,307 @@
+"""
+Building blocks of S2ML: spectral fusion, Swin-Conv blocks and window attention.
+
+The Swin-Conv block follows SCUNet (Zhang et al., "Practical Blind Denoising via Swin-Conv-UNet
+and Data Synthesis", 2022; github.com/cszn/SCUNet, Apache-2.0): a 1x1 conv, a residual conv half
+and a Swin transformer half, a 1x1 conv and a residual. Window attention follows Swin
+(Liu et al., ICCV 2021) with a learned relative position bias and shifted windows. The spectral
+fusion follows the amplitude/phase Fourier fusion of SFINet (Zhou et al., ECCV 2022), with a
+log-domain amplitude correction and a unit-circle phase correction (see docs/architecture.md).
+
+Layouts: conv and FFT blocks are NCHW; attention blocks are NHWC.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """
+    Cut a feature map into non-overlapping square windows.
+
+    :param x: Features [B, H, W, C]; H and W must be multiples of ``window_size``.
+    :param window_size: Window side w.
+    :return: Windows [B, nW, w*w, C] with nW = (H/w)*(W/w), row-major over windows.
+    """
+    b, h, w, c = x.shape
+    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
+    # B, H/w, W/w, w, w, C -> B, nW, w*w, C
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, -1, window_size * window_size, c)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int
+                   ) -> torch.Tensor:
+    """
+    Inverse of :func:`window_partition`.
+
+    :param windows: Windows [B, nW, w*w, C].
+    :param window_size: Window side w.
+    :param height: Feature map height H.
+    :param width: Feature map width W.
+    :return: Features [B, H, W, C].
+    """
+    b, _, _, c = windows.shape
+    x = windows.view(b, height // window_size, width // window_size, window_size,
+                     window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, height, width, c)
+
+
+def shifted_window_mask(height: int, width: int, window_size: int, shift: int,
+                        device: torch.device) -> torch.Tensor:
+    """
+    Attention mask that keeps cyclically shifted windows from mixing unrelated regions.
+
+    Computed for the actual (padded) feature size, so any frame size works.
+
+    :return: Additive mask [nW, w*w, w*w], 0 where attention is allowed and -inf-like elsewhere.
+    """
+    region = torch.zeros(1, height, width, 1, device=device)
+    bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
+    label = 0
+    for hs in bounds:
+        for ws in bounds:
+            region[:, hs, ws, :] = label
+            label += 1
+    region_windows = window_partition(region, window_size).squeeze(-1)[0]  # nW, w*w
+    diff = region_windows[:, None, :] - region_windows[:, :, None]
+    return torch.zeros_like(diff).masked_fill(diff != 0, -1e4)
+
+
+class WindowAttention(nn.Module):
+    """
+    Multi-head self-attention inside square windows with a relative position bias.
+
+    :param dim: Channels of the tokens.
+    :param window_size: Window side w.
+    :param num_heads: Attention heads (dim must divide evenly).
+    """
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
+                                            indexing='ij')).flatten(1)  # 2, w*w
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window_size - 1
+        index = relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
+        self.register_buffer('relative_position_index', index, persistent=False)
+
+    def position_bias(self) -> torch.Tensor:
+        """:return: Bias [heads, w*w, w*w]."""
+        n = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Attend within each window.
+
+        :param x: Window tokens [B, nW, N, C] with N = w*w.
+        :param mask: Optional additive mask [nW, N, N] for shifted windows.
+        :return: Tokens [B, nW, N, C].
+        """
+        b, nw, n, c = x.shape
+        qkv = self.qkv(x).view(b, nw, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each B, nW, heads, N, d
+        bias = self.position_bias().to(q.dtype)  # heads, N, N
+        if mask is not None:
+            bias = bias[None] + mask[:, None].to(q.dtype)  # nW, heads, N, N
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
+
+
+class SwinBlock(nn.Module):
+    """
+    Swin transformer block: LN -> (shifted) window attention -> residual; LN -> MLP -> residual.
+
+    :param dim: Channels.
+    :param num_heads: Attention heads.
+    :param window_size: Window side w.
+    :param shifted: Shift windows by w/2 (the 'SW' block of a W/SW pair).
+    :param mlp_ratio: MLP hidden width / dim.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool,
+                 mlp_ratio: float) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift = window_size // 2 if shifted else 0
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = max(1, int(round(dim * mlp_ratio)))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self._mask_cache: Dict[Tuple[int, int, str], torch.Tensor] = {}
+
+    def _mask(self, height: int, width: int, device: torch.device) -> Optional[torch.Tensor]:
+        # Shifting a map no larger than one window would only wrap it onto itself.
+        if self.shift == 0 or (height <= self.window_size and width <= self.window_size):
+            return None
+        key = (height, width, str(device))
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            mask = shifted_window_mask(height, width, self.window_size, self.shift, device)
+            if len(self._mask_cache) > 8:  # frame sizes change rarely; bound the cache anyway
+                self._mask_cache.clear()
+            self._mask_cache[key] = mask
+        return mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Apply the block.
+
+        :param x: Features [B, H, W, C]; H, W multiples of the window size.
+        :return: Features [B, H, W, C].
+        """
+        _, h, w, _ = x.shape
+        mask = self._mask(h, w, x.device)
+        y = self.norm1(x)
+        if mask is not None:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = window_reverse(self.attn(window_partition(y, self.window_size), mask),
+                           self.window_size, h, w)
+        if mask is not None:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class ResidualConv(nn.Module):
+    """Residual 3x3 conv - ReLU - 3x3 conv on NCHW features (SCUNet's conv half)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:param x: [B, C, H, W]. :return: [B, C, H, W]."""
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class SwinConvBlock(nn.Module):
+    """
+    SCUNet Swin-Conv block: local convolution and global window attention on split channels.
+
+    :param dim: Channels C (split C/2 conv, C/2 transformer).
+    :param num_heads: Heads of the transformer half.
+    :param window_size: Window side.
+    :param shifted: Use shifted windows.
+    :param mlp_ratio: MLP ratio of the transformer half.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool,
+                 mlp_ratio: float) -> None:
+        super().__init__()
+        half = dim // 2
+        self.half = half
+        self.conv_in = nn.Conv2d(dim, dim, 1)
+        self.conv_branch = ResidualConv(half)
+        self.trans_branch = SwinBlock(half, num_heads, window_size, shifted, mlp_ratio)
+        self.conv_out = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:param x: [B, C, H, W], H and W multiples of the window. :return: [B, C, H, W]."""
+        local, glob = torch.split(self.conv_in(x), self.half, dim=1)
+        local = self.conv_branch(local)
+        # B C H W -> B H W C for attention, and back
+        glob = self.trans_branch(glob.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + self.conv_out(torch.cat([local, glob], dim=1))
+
+
+class SpectralFusion(nn.Module):
+    """
+    Spectral fusion module (SpeFM): fuse RGB into depth features in the frequency domain.
+
+    Both streams go through rfft2. The depth amplitude is corrected multiplicatively in the log
+    domain by a branch that sees both amplitudes; the depth phase is corrected on the unit circle
+    by a separate branch that sees both phases; the spectrum is rebuilt and brought back with
+    irfft2. The last layer of each branch starts at zero, so at initialisation the module is
+    ``W_o W_d F_d``: no RGB leaks in until training asks for it. The FFT path always runs in
+    float32 (half-precision FFTs only support power-of-two sizes and lose dynamic range).
+
+    :param dim: Channels C of both streams.
+    :param log_bound: Bound of the log-amplitude correction.
+    """
+
+    eps = 1e-8
+
+    def __init__(self, dim: int, log_bound: float = 5.0) -> None:
+        super().__init__()
+        self.log_bound = log_bound
+        self.rgb_proj = nn.Conv2d(dim, dim, 1)
+        self.depth_proj = nn.Conv2d(dim, dim, 1)
+        self.amp_fuse = nn.Sequential(nn.Conv2d(2 * dim, dim, 1), nn.LeakyReLU(0.1),
+                                      nn.Conv2d(dim, dim, 1))
+        self.pha_fuse = nn.Sequential(nn.Conv2d(4 * dim, dim, 1), nn.LeakyReLU(0.1),
+                                      nn.Conv2d(dim, 2 * dim, 1))
+        self.out_proj = nn.Conv2d(dim, dim, 1)
+        for branch in (self.amp_fuse, self.pha_fuse):
+            nn.init.zeros_(branch[-1].weight)
+            nn.init.zeros_(branch[-1].bias)
+
+    def forward(self, rgb_feat: torch.Tensor, depth_feat: torch.Tensor) -> torch.Tensor:
+        """
+        Fuse the two streams.
+
+        :param rgb_feat: RGB features F_r [B, C, H, W].
+        :param depth_feat: Depth features F_d [B, C, H, W].
+        :return: Fused spatial features S [B, C, H, W], dtype of ``depth_feat``.
+        """
+        out_dtype = depth_feat.dtype
+        h, w = depth_feat.shape[-2:]
+        with torch.autocast(device_type=depth_feat.device.type, enabled=False):
+            x_r = torch.fft.rfft2(self.rgb_proj(rgb_feat.float()), norm='ortho')
+            x_d = torch.fft.rfft2(self.depth_proj(depth_feat.float()), norm='ortho')
+            amp_r, amp_d = x_r.abs(), x_d.abs()
+            # Unit phasors instead of angle(): no 2*pi wrap, and smooth gradients.
+            cos_r, sin_r = x_r.real / (amp_r + self.eps), x_r.imag / (amp_r + self.eps)
+            cos_d, sin_d = x_d.real / (amp_d + self.eps), x_d.imag / (amp_d + self.eps)
+
+            log_gain = self.amp_fuse(torch.cat([torch.log1p(amp_d), torch.log1p(amp_r)], dim=1))
+            log_gain = self.log_bound * torch.tanh(log_gain / self.log_bound)
+            amp = amp_d * torch.exp(log_gain)
+
+            delta_cos, delta_sin = self.pha_fuse(
+                torch.cat([cos_d, sin_d, cos_r, sin_r], dim=1)).chunk(2, dim=1)
+            new_cos, new_sin = cos_d + delta_cos, sin_d + delta_sin
+            norm = torch.sqrt(new_cos * new_cos + new_sin * new_sin + self.eps)
+            spectrum = torch.complex(amp * new_cos / norm, amp * new_sin / norm)
+            fused = torch.fft.irfft2(spectrum, s=(h, w), norm='ortho')
+            fused = self.out_proj(fused)
+        return fused.to(out_dtype)
+
+
+class SpatialFusion(nn.Module):
+    """
+    Spatial fusion module (SpaFM): unified embedding of spatial, spectral and RGB features.
+
+    ``E = Conv1x1([F_d, S, F_r])`` followed by Swin-Conv blocks alternating W / SW windows.
+
+    :param dim: Channels C.
+    :param num_blocks: Swin-Conv blocks.
+    :param num_heads: Heads per block.
+    :param window_size: Window side.
+    :param mlp_ratio: MLP ratio.
+    """
+
+    def __init__(self, dim: int, num_blocks: int, num_heads: int, window_size: int,
+                 mlp_ratio: float) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3 * dim, dim, 1)
+        self.blocks = nn.Sequential(*[
+            SwinConvBlock(dim, num_heads, window_size, shifted=bool(i % 2), mlp_ratio=mlp_ratio)
+            for i in range(num_blocks)])
+
+    def forward(self, depth_feat: torch.Tensor, spectral_feat: torch.Tensor,
+                rgb_feat: torch.Tensor) -> torch.Tensor:
+        """:params: [B, C, H, W] each. :return: Z [B, C, H, W]."""
+        return self.blocks(self.embed(torch.cat([depth_feat, spectral_feat, rgb_feat], dim=1)))

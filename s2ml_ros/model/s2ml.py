@@ -1,0 +1,106 @@
+"""
+The S2ML network: a cascade of spatio-spectral fusion pairs refining depth progressively.
+
+Zhao et al., "S2ML: Spatio-Spectral Mutual Learning for Depth Completion", arXiv 2511.06033.
+Only the paper's abstract and summaries were available; the module equations are a reasoned
+reconstruction from the blocks it names (docs/architecture.md lists every choice).
+"""
+
+from typing import List
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .config import S2MLConfig
+from .layers import ResidualConv, SpatialFusion, SpectralFusion
+
+# ImageNet statistics: the usual RGB normalisation of the depth-completion baselines.
+_RGB_MEAN = (0.485, 0.456, 0.406)
+_RGB_STD = (0.229, 0.224, 0.225)
+
+
+class FusionPair(nn.Module):
+    """One spatio-spectral fusion pair: SpeFM, then SpaFM, then a residual depth head."""
+
+    def __init__(self, config: S2MLConfig) -> None:
+        super().__init__()
+        c, r = config.embed_dim, config.downscale
+        self.spectral = SpectralFusion(c, config.amplitude_log_bound)
+        self.spatial = SpatialFusion(c, config.blocks_per_pair, config.num_heads,
+                                     config.window_size, config.mlp_ratio)
+        self.rgb_update = ResidualConv(c)
+        # Emits r*r channels that PixelShuffle turns into a full-resolution residual.
+        self.head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(c, r * r, 3, padding=1), nn.PixelShuffle(r))
+
+
+class S2ML(nn.Module):
+    """
+    S2ML depth completion network.
+
+    ``forward(rgb, depth)`` takes rgb [B, 3, H, W] in [0, 1] and raw depth [B, 1, H, W] in
+    meters (0 or non-finite = missing) for any H, W, and returns the list of every stage's
+    depth [B, 1, H, W] in meters, final stage last. In eval mode outputs are clamped to >= 0;
+    in training mode they are not, so the loss can push negative values back up.
+
+    :param config: Architecture.
+    """
+
+    def __init__(self, config: S2MLConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, r = config.embed_dim, config.downscale
+        self.rgb_stem = nn.Sequential(nn.PixelUnshuffle(r), nn.Conv2d(3 * r * r, c, 3, padding=1),
+                                      nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
+        self.depth_stem = nn.Sequential(nn.PixelUnshuffle(r),
+                                        nn.Conv2d(2 * r * r, c, 3, padding=1),
+                                        nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
+        self.pairs = nn.ModuleList([FusionPair(config) for _ in range(config.num_pairs)])
+        self.register_buffer('rgb_mean', torch.tensor(_RGB_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
+        """
+        Complete depth.
+
+        :param rgb: Colour [B, 3, H, W] in [0, 1].
+        :param depth: Raw depth [B, 1, H, W] in meters; 0, negative or non-finite = missing.
+        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last.
+        """
+        if rgb.dim() != 4 or rgb.shape[1] != 3:
+            raise ValueError(f'rgb must be [B, 3, H, W], got {tuple(rgb.shape)}')
+        if depth.dim() != 4 or depth.shape[1] != 1 or depth.shape[0] != rgb.shape[0] \
+                or depth.shape[-2:] != rgb.shape[-2:]:
+            raise ValueError(
+                f'depth must be [B, 1, H, W] matching rgb {tuple(rgb.shape)}, '
+                f'got {tuple(depth.shape)}')
+        h, w = depth.shape[-2:]
+        m = self.config.pad_multiple
+        pad_h, pad_w = (-h) % m, (-w) % m
+
+        valid = torch.isfinite(depth) & (depth > 0)
+        depth_n = torch.where(valid, depth, torch.zeros_like(depth)) / self.config.max_depth_m
+        mask = valid.to(depth_n.dtype)
+        rgb_n = (rgb - self.rgb_mean) / self.rgb_std
+        if pad_h or pad_w:
+            # Bottom/right only, so pixel coordinates (and intrinsics) are unchanged; padded
+            # depth counts as missing.
+            rgb_n = F.pad(rgb_n, (0, pad_w, 0, pad_h), mode='replicate')
+            depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
+            mask = F.pad(mask, (0, pad_w, 0, pad_h))
+
+        rgb_feat = self.rgb_stem(rgb_n)
+        depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
+        current = depth_n
+        outputs = []
+        for pair in self.pairs:
+            spectral = pair.spectral(rgb_feat, depth_feat)
+            depth_feat = pair.spatial(depth_feat, spectral, rgb_feat)
+            current = current + pair.head(depth_feat)
+            rgb_feat = pair.rgb_update(rgb_feat)
+            out = current[..., :h, :w] * self.config.max_depth_m
+            outputs.append(out if self.training else out.clamp_min(0.0))
+        return outputs

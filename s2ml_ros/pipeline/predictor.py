@@ -1,0 +1,181 @@
+"""
+Numpy-in, numpy-out depth completion: the one entry point the node, evaluation and benchmarks use.
+
+The predictor owns device choice, precision, inference mode, input validation and the
+"keep measured pixels" option; the network itself stays a plain :class:`torch.nn.Module`.
+"""
+
+from contextlib import nullcontext
+import logging
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ..model import CheckpointError, CheckpointInfo, DEFAULT_CHECKPOINT, load_checkpoint, S2ML
+
+_logger = logging.getLogger(__name__)
+
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+_AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+class PredictorInputError(ValueError):
+    """An image handed to :meth:`DepthCompletionPredictor.predict` has the wrong type or shape."""
+
+
+class DefaultWeightsMissingError(CheckpointError):
+    """No checkpoint was given and the package ships no default weights."""
+
+
+def resolve_device(device: Union[str, torch.device] = 'auto') -> torch.device:
+    """
+    Turn a device request into a torch device.
+
+    :param device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.
+    :raises ValueError: For CUDA requested on a machine without it, or an unknown name.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f'unknown device {device!r}; accepted: auto, cpu, cuda, cuda:N') \
+            from exc
+    if resolved.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r} requested but CUDA is not available here; '
+                         f'use device auto or cpu')
+    if resolved.type not in ('cpu', 'cuda'):
+        raise ValueError(f'unsupported device {device!r}; accepted: auto, cpu, cuda, cuda:N')
+    return resolved
+
+
+class DepthCompletionPredictor:
+    """
+    Complete raw depth images with an S2ML model.
+
+    >>> predictor = DepthCompletionPredictor.from_checkpoint('s2ml_tiny.safetensors')
+    >>> completed = predictor.predict(rgb, depth_m)   # doctest: +SKIP
+
+    :param model: The network (moved to ``device`` and put in eval mode here).
+    :param info: What its checkpoint says about it.
+    :param device: Where to run.
+    :param precision: 'fp32', or 'fp16' / 'bf16' autocast on CUDA (the FFT stays float32).
+    :param keep_measured: Return measured pixels exactly as measured (live-settable).
+    :param channels_last: Use channels-last memory format (faster convolutions on CUDA);
+        None = on for CUDA, off for CPU.
+    :param compile_model: Wrap the model in torch.compile (worth it on CUDA; see README).
+    """
+
+    def __init__(self, model: S2ML, info: CheckpointInfo, device: torch.device,
+                 precision: str = 'fp32', keep_measured: bool = False,
+                 channels_last: Optional[bool] = None, compile_model: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f'unknown precision {precision!r}; accepted: {PRECISIONS}')
+        if precision != 'fp32' and device.type != 'cuda':
+            _logger.warning('precision %s needs CUDA; running fp32 on %s', precision, device)
+            precision = 'fp32'
+        self.device = device
+        self.precision = precision
+        self.info = info
+        self.keep_measured = keep_measured
+        self.channels_last = device.type == 'cuda' if channels_last is None else channels_last
+        model = model.to(device).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._forward = torch.compile(model, dynamic=False) if compile_model else model
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Optional[Union[str, Path]] = None,
+                        device: Union[str, torch.device] = 'auto', precision: str = 'fp32',
+                        keep_measured: bool = False, channels_last: Optional[bool] = None,
+                        compile_model: bool = False) -> 'DepthCompletionPredictor':
+        """
+        Load a checkpoint (or the package's default weights) into a ready predictor.
+
+        :param checkpoint: Path to a ``.safetensors`` checkpoint; None = the default weights.
+        :param device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        :param precision: 'fp32', 'fp16' or 'bf16' (reduced precision only on CUDA).
+        :param keep_measured: Return measured pixels exactly as measured.
+        :param channels_last: See the class docstring.
+        :param compile_model: See the class docstring.
+        :raises DefaultWeightsMissingError: If checkpoint is None and no default weights ship.
+        :raises CheckpointError: If the file is missing, corrupted or inconsistent.
+        """
+        if checkpoint is None:
+            if not DEFAULT_CHECKPOINT.is_file():
+                raise DefaultWeightsMissingError(
+                    f'no checkpoint given and the default weights {DEFAULT_CHECKPOINT} are not '
+                    f'installed; pass a checkpoint trained with training/train.py')
+            checkpoint = DEFAULT_CHECKPOINT
+        resolved = resolve_device(device)
+        model, info = load_checkpoint(checkpoint, device='cpu')
+        _logger.info('loaded S2ML %s from %s (sha256 %s) on %s', info.variant, info.path,
+                     info.sha256[:12], resolved)
+        return cls(model, info, resolved, precision=precision, keep_measured=keep_measured,
+                   channels_last=channels_last, compile_model=compile_model)
+
+    @staticmethod
+    def _check_inputs(rgb: np.ndarray, depth_m: np.ndarray) -> None:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+                or rgb.shape[2] != 3:
+            raise PredictorInputError(
+                f'rgb must be a uint8 array [H, W, 3], got '
+                f'{getattr(rgb, "dtype", type(rgb).__name__)} {getattr(rgb, "shape", "")}')
+        if not isinstance(depth_m, np.ndarray) or depth_m.ndim != 2 \
+                or depth_m.dtype not in (np.float32, np.float64):
+            raise PredictorInputError(
+                f'depth_m must be a float32 array [H, W] in meters, got '
+                f'{getattr(depth_m, "dtype", type(depth_m).__name__)} '
+                f'{getattr(depth_m, "shape", "")}')
+        if depth_m.shape != rgb.shape[:2]:
+            raise PredictorInputError(
+                f'rgb {rgb.shape[1]}x{rgb.shape[0]} and depth {depth_m.shape[1]}x'
+                f'{depth_m.shape[0]} (WxH) differ; resize one to the other first')
+        if min(depth_m.shape) < 1:
+            raise PredictorInputError(f'empty image of shape {depth_m.shape}')
+
+    def _autocast(self):
+        if self.precision == 'fp32':
+            return nullcontext()
+        return torch.autocast(device_type='cuda', dtype=_AUTOCAST_DTYPES[self.precision])
+
+    @torch.inference_mode()
+    def predict_stages(self, rgb: np.ndarray, depth_m: np.ndarray) -> list:
+        """
+        Run the network and return every stage's depth (for inspection and evaluation).
+
+        :return: List of float32 [H, W] depth maps in meters, final stage last.
+        """
+        self._check_inputs(rgb, depth_m)
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
+        depth_t = torch.from_numpy(np.ascontiguousarray(depth_m, dtype=np.float32))
+        depth_t = depth_t.to(self.device, non_blocking=True)
+        # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
+        rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        depth_t = depth_t[None, None]
+        if self.channels_last:
+            rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            stages = self._forward(rgb_t, depth_t)
+        return [s[0, 0].float().cpu().numpy() for s in stages]
+
+    def predict(self, rgb: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+        """
+        Complete one depth image.
+
+        :param rgb: Colour image uint8 [H, W, 3], RGB order, registered to the depth.
+        :param depth_m: Raw depth float32 [H, W] in meters; 0 or NaN = missing.
+        :return: Completed depth float32 [H, W] in meters, finite and >= 0 everywhere; with
+            ``keep_measured`` the measured pixels are returned exactly as given.
+        :raises PredictorInputError: For a wrong dtype, shape, or mismatched sizes.
+        """
+        completed = self.predict_stages(rgb, depth_m)[-1]
+        if self.keep_measured:
+            measured = np.isfinite(depth_m) & (depth_m > 0)
+            completed = np.where(measured, depth_m, completed).astype(np.float32, copy=False)
+        return completed
