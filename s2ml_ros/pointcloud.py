@@ -1,0 +1,149 @@
+"""
+Organized PointCloud2 payloads built with numpy, in the layout depth_image_proc publishes.
+
+Pure numpy; no ROS. :func:`build_cloud` returns the field table and the bytes;
+:func:`s2ml_ros.conversions.fill_point_cloud` turns them into a message. The cloud keeps the image
+grid (``height`` x ``width``), writes NaN for every coordinate of an unknown pixel and is never
+dense, so consumers can index points by pixel.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from s2ml_ros.geometry import GeometryError, Intrinsics, pixel_rays
+
+# sensor_msgs/PointField datatype codes.
+FLOAT32 = 7
+UINT32 = 6
+
+# (name, offset, datatype, count) of each field, as in sensor_msgs/PointField.
+XYZ_FIELDS = (('x', 0, FLOAT32, 1), ('y', 4, FLOAT32, 1), ('z', 8, FLOAT32, 1))
+XYZRGB_FIELDS = XYZ_FIELDS + (('rgb', 12, FLOAT32, 1),)
+
+
+@dataclass(frozen=True)
+class CloudData:
+    """
+    Everything a PointCloud2 message needs except the header.
+
+    :param height: Rows of the organized cloud.
+    :param width: Columns.
+    :param fields: (name, offset, datatype, count) per point field.
+    :param point_step: Bytes per point.
+    :param row_step: Bytes per row (``point_step * width``).
+    :param data: Point bytes, uint8 [row_step * height], little-endian.
+    :param is_dense: Always False: unknown pixels are NaN points.
+    :param is_bigendian: Always False.
+    """
+
+    height: int
+    width: int
+    fields: Tuple[Tuple[str, int, int, int], ...]
+    point_step: int
+    row_step: int
+    data: np.ndarray
+    is_dense: bool = False
+    is_bigendian: bool = False
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """
+    Pack colors into the float32 ``rgb`` field of PCL / RViz (0x00RRGGBB reinterpreted).
+
+    :param rgb: uint8 [..., 3] in RGB order.
+    :return: float32 [...] whose bits are ``r << 16 | g << 8 | b``.
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+              | rgb[..., 2].astype(np.uint32))
+    return packed.view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """
+    Inverse of :func:`pack_rgb`.
+
+    :param packed: float32 [...] packed colors.
+    :return: uint8 [..., 3] RGB.
+    """
+    bits = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
+    return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
+
+
+def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.ndarray] = None,
+                decimation: int = 1) -> CloudData:
+    """
+    Back-project a depth image into an organized x, y, z (, rgb) cloud in the optical frame.
+
+    For pixel (u, v) with depth z: x = (u - cx) z / fx, y = (v - cy) z / fy, as
+    :func:`s2ml_ros.geometry.backproject` computes.
+
+    :param depth_m: float32 [H, W] meters; 0, negative or non-finite = unknown (NaN point).
+    :param intrinsics: Camera model of ``depth_m`` (same H, W).
+    :param rgb: uint8 [H, W, 3] colors registered to the depth, or None for an x, y, z cloud.
+    :param decimation: Keep every n-th row and column (1 = full resolution); the cloud stays
+        organized with ceil(H / n) x ceil(W / n) points.
+    :return: The cloud layout and bytes.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32)
+    if depth.shape != (intrinsics.height, intrinsics.width):
+        raise GeometryError(
+            f'depth shape {depth.shape} does not match intrinsics '
+            f'{intrinsics.height}x{intrinsics.width} (HxW)')
+    if rgb is not None and np.shape(rgb) != depth.shape + (3,):
+        raise GeometryError(f'rgb shape {np.shape(rgb)} does not match depth {depth.shape} + (3,)')
+    if int(decimation) < 1:
+        raise GeometryError(f'decimation must be >= 1, got {decimation}')
+    n = int(decimation)
+    x_over_z, y_over_z = pixel_rays(intrinsics)
+    if n > 1:
+        depth, x_over_z, y_over_z = depth[::n, ::n], x_over_z[::n], y_over_z[::n]
+        rgb = None if rgb is None else rgb[::n, ::n]
+    height, width = depth.shape
+    channels = 3 if rgb is None else 4
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
+    points = np.empty((height, width, channels), dtype=np.float32)
+    np.multiply(z, x_over_z[None, :], out=points[..., 0])
+    np.multiply(z, y_over_z[:, None], out=points[..., 1])
+    points[..., 2] = z
+    if rgb is not None:
+        points[..., 3] = pack_rgb(rgb)
+    fields = XYZ_FIELDS if rgb is None else XYZRGB_FIELDS
+    point_step = 4 * channels
+    if points.dtype.byteorder == '>':  # pragma: no cover - big-endian hosts only
+        points = points.byteswap()
+    return CloudData(height, width, fields, point_step, point_step * width,
+                     points.reshape(-1).view(np.uint8))
+
+
+_DATATYPE_TO_NUMPY = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
+
+
+def cloud_to_array(data, height: int, width: int, fields, point_step: int,
+                   is_bigendian: bool = False) -> np.ndarray:
+    """
+    Read organized cloud bytes as a structured array (the inverse of :func:`build_cloud`).
+
+    :param data: Point bytes (bytes, array.array or uint8 array).
+    :param height: Rows.
+    :param width: Columns.
+    :param fields: Sequence of (name, offset, datatype, count) or objects with those attributes.
+    :param point_step: Bytes per point.
+    :param is_bigendian: Byte order of the data.
+    :return: Structured array [height, width] with one float/int member per field.
+    """
+    order = '>' if is_bigendian else '<'
+    names, formats, offsets = [], [], []
+    for f in fields:
+        name, offset, datatype, count = (
+            f if isinstance(f, tuple) else (f.name, f.offset, f.datatype, f.count))
+        names.append(name)
+        base = _DATATYPE_TO_NUMPY[int(datatype)]
+        formats.append(order + base if int(count) == 1 else (order + base, int(count)))
+        offsets.append(int(offset))
+    dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
+                      'itemsize': int(point_step)})
+    buf = np.frombuffer(data, dtype=np.uint8)
+    return buf[:height * width * int(point_step)].view(dtype).reshape(height, width)
