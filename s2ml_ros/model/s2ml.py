@@ -21,15 +21,20 @@ _RGB_STD = (0.229, 0.224, 0.225)
 
 
 class FusionPair(nn.Module):
-    """One spatio-spectral fusion pair: SpeFM, then SpaFM, then a residual depth head."""
+    """
+    One spatio-spectral fusion pair: SpeFM, then SpaFM, then a residual depth head.
 
-    def __init__(self, config: S2MLConfig) -> None:
+    :param config: Architecture.
+    :param update_rgb: Refine the RGB features for the next pair (not needed by the last one).
+    """
+
+    def __init__(self, config: S2MLConfig, update_rgb: bool) -> None:
         super().__init__()
         c, r = config.embed_dim, config.downscale
         self.spectral = SpectralFusion(c, config.amplitude_log_bound)
         self.spatial = SpatialFusion(c, config.blocks_per_pair, config.num_heads,
                                      config.window_size, config.mlp_ratio)
-        self.rgb_update = ResidualConv(c)
+        self.rgb_update = ResidualConv(c) if update_rgb else None
         # Emits r*r channels that PixelShuffle turns into a full-resolution residual.
         self.head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1),
                                   nn.Conv2d(c, r * r, 3, padding=1), nn.PixelShuffle(r))
@@ -56,7 +61,8 @@ class S2ML(nn.Module):
         self.depth_stem = nn.Sequential(nn.PixelUnshuffle(r),
                                         nn.Conv2d(2 * r * r, c, 3, padding=1),
                                         nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
-        self.pairs = nn.ModuleList([FusionPair(config) for _ in range(config.num_pairs)])
+        self.pairs = nn.ModuleList([FusionPair(config, update_rgb=k < config.num_pairs - 1)
+                                    for k in range(config.num_pairs)])
         self.register_buffer('rgb_mean', torch.tensor(_RGB_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
@@ -100,7 +106,8 @@ class S2ML(nn.Module):
             spectral = pair.spectral(rgb_feat, depth_feat)
             depth_feat = pair.spatial(depth_feat, spectral, rgb_feat)
             current = current + pair.head(depth_feat)
-            rgb_feat = pair.rgb_update(rgb_feat)
+            if pair.rgb_update is not None:
+                rgb_feat = pair.rgb_update(rgb_feat)
             out = current[..., :h, :w] * self.config.max_depth_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs
