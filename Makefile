@@ -27,6 +27,11 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py package.xml
 	$(if $(TORCH_SPEC),$(PY) -m pip install --quiet $(TORCH_SPEC))
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# An editable install skips data_files: register the package in the ament index by hand
+	@# so get_package_share_directory('s2ml_ros') finds package.xml, launch/ and config/.
+	mkdir -p $(VENV)/share/ament_index/resource_index/packages $(VENV)/share/s2ml_ros
+	ln -sfn $(abspath resource/s2ml_ros) $(VENV)/share/ament_index/resource_index/packages/s2ml_ros
+	ln -sfn $(abspath package.xml) $(abspath launch) $(abspath config) $(VENV)/share/s2ml_ros/
 	touch $(STAMP)
 
 test: $(STAMP)
