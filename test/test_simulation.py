@@ -1,0 +1,174 @@
+"""Simulator behaviour: exact render, sensor failure modes, determinism, smooth motion."""
+
+import numpy as np
+import pytest
+
+from s2ml_ros.geometry import Intrinsics
+from s2ml_ros.simulation import (
+    look_at, Material, Primitive, render_scene, Scene, SENSOR_PRESETS, SensorError,
+    SensorModel, SimulatedRgbdCamera, Surface)
+from s2ml_ros.simulation import second_view_visibility
+
+K = Intrinsics(100.0, 100.0, 49.5, 39.5, 100, 80)
+
+
+def _step_depth(near: float = 1.0, far: float = 3.0) -> np.ndarray:
+    """Background plane at ``far`` with a foreground block at ``near`` in columns 40-59."""
+    depth = np.full((80, 100), far, dtype=np.float32)
+    depth[20:60, 40:60] = near
+    return depth
+
+
+def _quiet(name: str = 'structured_light', **kw: float) -> SensorModel:
+    """Preset with random dropouts and jitter off, to isolate one effect."""
+    base = {'lateral_jitter_px': 0.0, 'edge_dropout': 0.0, 'flying_pixels': 0.0,
+            'speckle_px': 0, 'disparity_sigma_px': 0.0, 'disparity_step_px': 0.0,
+            'depth_sigma_m': 0.0, 'depth_sigma_rel': 0.0, 'multipath_gain': 0.0}
+    base.update(kw)
+    return SensorModel.from_preset(name, **base)
+
+
+def test_shadow_falls_on_projector_side_of_occluding_edge() -> None:
+    depth = _step_depth()
+    vis = second_view_visibility(depth, K.fx, 0.075)
+    # Disparity gap 100 * 0.075 * (1/1 - 1/3) = 5 px left of the block.
+    rows = slice(25, 55)
+    assert not vis[rows, 36:40].any()
+    assert vis[rows, 30:34].all()
+    assert vis[rows, 40:60].all()      # the occluder itself is seen
+    assert vis[rows, 60:95].all()      # nothing on the far side
+    mirrored = second_view_visibility(depth, K.fx, -0.075)
+    assert not mirrored[rows, 60:64].any() and mirrored[rows, 36:40].all()
+
+
+def test_sensor_shadow_band_width_follows_baseline_geometry() -> None:
+    raw = _quiet().apply(_step_depth(), None, K, np.random.default_rng(0))
+    row = raw[40]
+    assert np.all(row[36:40] == 0)
+    assert np.all(row[42:58] > 0)
+    # The invalid band along the left border: columns whose projector ray leaves the image.
+    assert np.all(raw[5, :2] == 0) and np.all(raw[5, 5:30] > 0)
+
+
+def test_dark_material_makes_holes_but_matte_does_not() -> None:
+    depth = np.full((80, 100), 2.5, dtype=np.float32)
+    rng = np.random.default_rng(1)
+    model = _quiet()
+    dark = model.apply(depth, None, K, rng, materials=np.full((80, 100), Material.DARK, np.uint8))
+    matte = model.apply(depth, None, K, rng,
+                        materials=np.full((80, 100), Material.MATTE, np.uint8))
+    assert np.mean(dark == 0) > 0.9
+    assert np.mean(matte[:, 10:] == 0) < 0.02
+
+
+def test_holes_from_rgb_when_no_material_map() -> None:
+    depth = np.full((80, 100), 2.0, dtype=np.float32)
+    rgb = np.full((80, 100, 3), 128, np.uint8)
+    rgb[10:40, 50:90] = 2            # near-black patch
+    rgb[50:75, 50:90] = 250          # saturated highlight
+    raw = _quiet(rgb_dropout=1.0).apply(depth, rgb, K, np.random.default_rng(2))
+    assert np.mean(raw[12:38, 52:88] == 0) > 0.95
+    assert np.mean(raw[52:73, 52:88] == 0) > 0.95
+    assert np.mean(raw[10:75, 10:45] == 0) < 0.02
+
+
+def test_noise_grows_with_depth_and_disparity_is_quantized() -> None:
+    model = _quiet(disparity_sigma_px=0.07, disparity_step_px=1 / 8)
+    errs = []
+    for z in (1.0, 4.0):
+        depth = np.full((80, 100), z, dtype=np.float32)
+        raw = model.apply(depth, None, K, np.random.default_rng(3))
+        ok = raw > 0
+        errs.append(float(np.sqrt(np.mean((raw[ok] - z) ** 2))))
+        fb = K.fx * (640 / 100) * 0.075
+        steps = fb / raw[ok] * 8
+        assert np.allclose(steps, np.round(steps), atol=1e-2)
+    assert errs[1] > 8 * errs[0] > 0
+
+
+def test_range_limits() -> None:
+    depth = np.full((80, 100), 2.0, dtype=np.float32)
+    depth[:, 60:] = 12.0
+    depth[:, 20:30] = 0.2
+    raw = _quiet().apply(depth, None, K, np.random.default_rng(4))
+    assert np.all(raw[:, 60:] == 0) and np.all(raw[:, 20:30] == 0)
+    assert np.mean(raw[:, 35:55] > 0) > 0.95
+
+
+def test_flying_pixels_lie_between_foreground_and_background() -> None:
+    model = _quiet('tof', flying_pixels=1.0)
+    raw = model.apply(_step_depth(1.0, 3.0), None, K, np.random.default_rng(5))
+    between = (raw > 1.05) & (raw < 2.9)
+    assert between[25:55].sum() > 20
+    assert not between[25:55, 5:35].any()
+
+
+def test_grazing_surface_drops_out() -> None:
+    # A floor 0.5 m below the camera: depth = 0.5 / y_over_z in the lower half.
+    yo = (np.arange(80) - K.cy) / K.fy
+    depth = np.where(yo[:, None] > 0.02, 0.5 / np.maximum(yo[:, None], 1e-3), 1.0)
+    depth = np.broadcast_to(depth, (80, 100)).astype(np.float32)
+    raw = _quiet(max_range_m=100.0, return_threshold=0.0).apply(
+        depth, None, K, np.random.default_rng(6))
+    # Rows just below the horizon view the plane at > 85 degrees.
+    assert np.mean(raw[42:45, 10:] == 0) > 0.9
+    assert np.mean(raw[75:, 10:] == 0) < 0.05
+
+
+def test_unknown_preset_and_mismatched_shapes_are_named() -> None:
+    with pytest.raises(SensorError, match='lidar'):
+        SensorModel.from_preset('lidar')
+    with pytest.raises(SensorError, match='does not match'):
+        SENSOR_PRESETS['tof'].apply(np.ones((10, 10), np.float32), None, K,
+                                    np.random.default_rng(0))
+
+
+def test_render_is_exact_for_known_geometry() -> None:
+    wall = Surface(Material.MATTE, (0.5, 0.5, 0.5))
+    sphere = Primitive('sphere', (2.0, 1.0, 1.0), (0.3, 0.3, 0.3), material=Material.MATTE)
+    scene = Scene((4.0, 2.0, 2.5), wall, wall, wall, (sphere,), ((2.0, 1.0, 2.4),),
+                  (0.5, 1.0, 0.2))
+    intr = Intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
+    pose = look_at(np.array([0.5, 1.0, 1.0]), np.array([1.0, 0.0, 0.0]))
+    view = render_scene(scene, intr, pose)
+    assert view.depth_m.shape == (48, 64) and np.all(view.depth_m > 0)
+    # The optical axis passes just off the sphere centre (pixel centres are at half pixels).
+    assert view.depth_m[23, 31] == pytest.approx(1.2, abs=2e-3)
+    # The far wall at x = 4 m is 3.5 m ahead; corners of the image see it or the side walls.
+    assert view.depth_m[2, 2] <= 3.5 + 1e-4
+    far = view.instance == 1
+    assert np.allclose(view.depth_m[far & (np.abs(view.normals[..., 2]) > 0.99)], 3.5,
+                       atol=1e-3)
+    assert view.rgb.dtype == np.uint8 and view.rgb.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize('sensor', sorted(SENSOR_PRESETS))
+def test_camera_frames_are_complete_and_deterministic(sensor: str) -> None:
+    a = SimulatedRgbdCamera(80, 60, sensor, seed=7).frame_at(3)
+    b = SimulatedRgbdCamera(80, 60, sensor, seed=7).frame_at(3)
+    c = SimulatedRgbdCamera(80, 60, sensor, seed=8).frame_at(3)
+    assert a.rgb.shape == (60, 80, 3) and a.rgb.dtype == np.uint8
+    assert a.depth_raw_m.dtype == np.float32 and a.depth_gt_m.dtype == np.float32
+    assert np.all(a.depth_gt_m > 0)
+    np.testing.assert_array_equal(a.depth_raw_m, b.depth_raw_m)
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    assert not np.array_equal(a.depth_gt_m, c.depth_gt_m)
+    ok = a.depth_raw_m > 0
+    assert 0.3 < ok.mean() < 1.0
+    rel = np.abs(a.depth_raw_m[ok] - a.depth_gt_m[ok]) / a.depth_gt_m[ok]
+    assert np.median(rel) < 0.02
+    assert a.intrinsics.size == (80, 60)
+
+
+def test_next_frame_moves_smoothly() -> None:
+    cam = SimulatedRgbdCamera(64, 48, seed=3)
+    frames = [cam.next_frame() for _ in range(3)]
+    assert [f.index for f in frames] == [0, 1, 2]
+    step = np.linalg.norm(frames[1].pose[:3, 3] - frames[0].pose[:3, 3])
+    assert 0 < step < 0.05
+    cos = (np.trace(frames[1].pose[:3, :3].T @ frames[0].pose[:3, :3]) - 1) / 2
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 3.0
+    # The camera stays inside the room.
+    lx, ly, lz = cam._scene_for(0).room_size
+    assert all(0 < f.pose[0, 3] < lx and 0 < f.pose[1, 3] < ly and 0 < f.pose[2, 3] < lz
+               for f in frames)
