@@ -67,12 +67,14 @@ class DepthCompletionPredictor:
     :param keep_measured: Return measured pixels exactly as measured (live-settable).
     :param channels_last: Use channels-last memory format (faster convolutions on CUDA);
         None = on for CUDA, off for CPU.
-    :param compile_model: Wrap the model in torch.compile (worth it on CUDA; see README).
+    :param compile_model: Wrap the model in torch.compile: False, True (default mode) or a
+        torch.compile mode such as 'reduce-overhead' (CUDA graphs; see docs/architecture.md).
     """
 
     def __init__(self, model: S2ML, info: CheckpointInfo, device: torch.device,
                  precision: str = 'fp32', keep_measured: bool = False,
-                 channels_last: Optional[bool] = None, compile_model: bool = False) -> None:
+                 channels_last: Optional[bool] = None,
+                 compile_model: Union[bool, str] = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'unknown precision {precision!r}; accepted: {PRECISIONS}')
         if precision != 'fp32' and device.type != 'cuda':
@@ -87,13 +89,22 @@ class DepthCompletionPredictor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self._forward = torch.compile(model, dynamic=False) if compile_model else model
+        if compile_model:
+            mode = compile_model if isinstance(compile_model, str) else None
+            self._forward = torch.compile(model, mode=mode, dynamic=False)
+        else:
+            self._forward = model
+        # Page-locked staging buffers, reused while the frame size stays the same, make the
+        # host-to-GPU copies asynchronous and avoid a fresh pinned allocation per frame. Reuse is
+        # safe because predict_stages ends with a device-to-host copy that waits for the GPU.
+        self._staging: dict = {}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Optional[Union[str, Path]] = None,
                         device: Union[str, torch.device] = 'auto', precision: str = 'fp32',
                         keep_measured: bool = False, channels_last: Optional[bool] = None,
-                        compile_model: bool = False) -> 'DepthCompletionPredictor':
+                        compile_model: Union[bool, str] = False
+                        ) -> 'DepthCompletionPredictor':
         """
         Load a checkpoint (or the package's default weights) into a ready predictor.
 
@@ -139,6 +150,18 @@ class DepthCompletionPredictor:
         if min(depth_m.shape) < 1:
             raise PredictorInputError(f'empty image of shape {depth_m.shape}')
 
+    def _upload(self, name: str, array: np.ndarray) -> torch.Tensor:
+        """Copy a host array to the device (through a reused pinned buffer on CUDA)."""
+        host = torch.from_numpy(array)
+        if self.device.type != 'cuda':
+            return host
+        staging = self._staging.get(name)
+        if staging is None or staging.shape != host.shape or staging.dtype != host.dtype:
+            staging = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+            self._staging[name] = staging
+        staging.copy_(host)
+        return staging.to(self.device, non_blocking=True)
+
     def _autocast(self):
         if self.precision == 'fp32':
             return nullcontext()
@@ -152,9 +175,8 @@ class DepthCompletionPredictor:
         :return: List of float32 [H, W] depth maps in meters, final stage last.
         """
         self._check_inputs(rgb, depth_m)
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        depth_t = torch.from_numpy(np.ascontiguousarray(depth_m, dtype=np.float32))
-        depth_t = depth_t.to(self.device, non_blocking=True)
+        rgb_t = self._upload('rgb', np.ascontiguousarray(rgb))
+        depth_t = self._upload('depth', np.ascontiguousarray(depth_m, dtype=np.float32))
         # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
         rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         depth_t = depth_t[None, None]
