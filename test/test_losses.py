@@ -1,0 +1,54 @@
+"""Joint loss: masking, stage weights and the frequency term against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+from training.losses import JointLoss
+
+
+def _gt() -> torch.Tensor:
+    gt = torch.full((1, 1, 4, 6), 2.0)
+    gt[..., 0, 0] = 0.0  # one invalid ground-truth pixel
+    return gt
+
+
+def test_l1_is_masked_to_valid_ground_truth() -> None:
+    gt = _gt()
+    pred = gt + 1.0
+    pred[..., 0, 0] = 100.0  # invalid pixel: must not count
+    loss, parts = JointLoss(freq_weight=0.0)([pred], gt)
+    assert loss.item() == pytest.approx(1.0)
+    assert parts['l1_final'].item() == pytest.approx(1.0)
+
+
+def test_stage_weights_default_half_for_early_stages() -> None:
+    gt = _gt()
+    loss, _ = JointLoss(freq_weight=0.0)([gt + 1.0, gt + 3.0, gt - 2.0], gt)
+    assert loss.item() == pytest.approx(0.5 * 1 + 0.5 * 3 + 1.0 * 2)
+    loss, _ = JointLoss(stage_weights=[1.0, 1.0], freq_weight=0.0)([gt + 1.0, gt + 3.0], gt)
+    assert loss.item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match='stage weights'):
+        JointLoss(stage_weights=[1.0])([gt, gt], gt)
+
+
+def test_frequency_term_of_a_constant_offset_is_its_dc_coefficient() -> None:
+    gt = torch.full((1, 1, 4, 6), 2.0)
+    c = 0.5
+    loss, parts = JointLoss(freq_weight=0.1)([gt + c], gt)
+    # Orthonormal rfft2 of a constant c over 4x6: DC = c * sqrt(24), all else 0; the mean is
+    # taken over 4 x (6 // 2 + 1) complex bins x 2 (real, imaginary).
+    freq = c * math.sqrt(24) / (4 * 4 * 2)
+    assert parts['freq'].item() == pytest.approx(freq, rel=1e-5)
+    assert loss.item() == pytest.approx(c + 0.1 * freq, rel=1e-5)
+
+
+def test_perfect_prediction_has_zero_loss_and_gradients_skip_invalid_pixels() -> None:
+    gt = _gt()
+    loss, _ = JointLoss()([gt.clone(), gt.clone()], gt)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    pred = (gt + torch.randn_like(gt)).requires_grad_(True)
+    loss, _ = JointLoss()([pred], gt)
+    loss.backward()
+    assert pred.grad[..., 0, 0].abs().item() == 0.0
+    assert pred.grad.abs().sum() > 0

@@ -1,0 +1,1 @@
+"""Training, datasets and evaluation for S2ML; run from the repository root, not installed."""

@@ -1,0 +1,93 @@
+"""
+Joint loss for the S2ML cascade: masked L1 on every stage plus a frequency-domain L1 term.
+
+L = sum_k w_k * L1_valid(D_k, G) + lambda_f * sum_k w_k * L_freq(D_k, G), with w_k = 1 for the
+last stage and 0.5 for earlier ones and lambda_f = 0.1. L1_valid is the mean absolute error over
+pixels whose ground truth is valid (> 1e-4 m); L_freq is the mean L1 distance between the
+real and imaginary parts of rfft2(D * v) and rfft2(G * v) (orthonormal FFT, v = ground-truth
+validity), the multi-output L1 + 0.1 FFT-L1 recipe of MIMO-UNet (Cho et al., ICCV 2021), as
+the team's S2ML research notes (section 3.1) specify. Depths are in meters. Pure torch.
+"""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+class JointLoss(nn.Module):
+    """
+    Stage-weighted masked L1 plus frequency L1 over the cascade outputs.
+
+    :param stage_weights: One weight per stage, or None for 1 on the last stage and
+        ``early_weight`` on the others.
+    :param early_weight: Weight of the non-final stages when ``stage_weights`` is None.
+    :param freq_weight: lambda_f, weight of the frequency term.
+    :param min_gt_m: Ground truth at or below this is invalid, meters.
+    """
+
+    def __init__(self, stage_weights: Optional[Sequence[float]] = None,
+                 early_weight: float = 0.5, freq_weight: float = 0.1,
+                 min_gt_m: float = 1e-4) -> None:
+        super().__init__()
+        self.stage_weights = None if stage_weights is None else [float(w) for w in stage_weights]
+        self.early_weight = float(early_weight)
+        self.freq_weight = float(freq_weight)
+        self.min_gt_m = float(min_gt_m)
+
+    def weights_for(self, num_stages: int) -> List[float]:
+        """:return: The weight of each of ``num_stages`` stages."""
+        if self.stage_weights is not None:
+            if len(self.stage_weights) != num_stages:
+                raise ValueError(f'{len(self.stage_weights)} stage weights given for '
+                                 f'{num_stages} stage outputs')
+            return list(self.stage_weights)
+        return [self.early_weight] * (num_stages - 1) + [1.0]
+
+    def forward(self, preds: Sequence[torch.Tensor], gt: torch.Tensor,
+                valid_mask: Optional[torch.Tensor] = None,
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """
+        Compute the loss.
+
+        :param preds: Stage outputs, each [B, 1, H, W] meters, final last (or one tensor).
+        :param gt: Ground truth [B, 1, H, W], meters; <= min_gt_m or non-finite = invalid.
+        :param valid_mask: Optional bool [B, 1, H, W] further restricting the scored pixels.
+        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}).
+        """
+        if isinstance(preds, torch.Tensor):
+            preds = [preds]
+        valid = torch.isfinite(gt) & (gt > self.min_gt_m)
+        if valid_mask is not None:
+            valid = valid & valid_mask.bool()
+        v = valid.float()
+        g = torch.where(valid, gt, torch.zeros_like(gt)).float()
+        count = v.sum().clamp_min(1.0)
+        g_spec = None
+        if self.freq_weight > 0:
+            g_spec = _spectrum(g * v)
+        total = gt.new_zeros((), dtype=torch.float32)
+        l1_sum = gt.new_zeros((), dtype=torch.float32)
+        freq_sum = gt.new_zeros((), dtype=torch.float32)
+        l1_final = gt.new_zeros((), dtype=torch.float32)
+        for w, pred in zip(self.weights_for(len(preds)), preds):
+            if pred.shape != gt.shape:
+                raise ValueError(f'prediction {tuple(pred.shape)} does not match ground truth '
+                                 f'{tuple(gt.shape)}')
+            p = pred.float()
+            l1 = ((p - g).abs() * v).sum() / count
+            total = total + w * l1
+            l1_sum = l1_sum + w * l1.detach()
+            l1_final = l1.detach()
+            if g_spec is not None:
+                freq = (_spectrum(p * v) - g_spec).abs().mean()
+                total = total + self.freq_weight * w * freq
+                freq_sum = freq_sum + w * freq.detach()
+        return total, {'l1': l1_sum, 'freq': freq_sum, 'l1_final': l1_final}
+
+
+def _spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Real and imaginary parts of the orthonormal rfft2, stacked, in float32 (no autocast)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        spec = torch.fft.rfft2(x.float(), norm='ortho')
+    return torch.view_as_real(spec)
