@@ -563,6 +563,7 @@ class _FramePairer:
             self._block.invoke(color)
             return self._out.wait_for_frame(5000).as_frameset()
 
+
 def _color_to_rgb(rs: ModuleType, color) -> np.ndarray:
     """
     Copy a colour frame out as RGB.
