@@ -76,7 +76,8 @@ def image_to_numpy(msg: Any, accepted: Optional[Sequence[str]] = None) -> np.nda
     """
     Decode an Image message into a native-endian numpy array, honouring ``step`` padding.
 
-    :param msg: Object with ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step``, ``data``.
+    :param msg: Object with ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and
+        ``data``.
     :param accepted: Canonical encodings allowed here; default: every depth and color encoding.
     :return: A C-contiguous copy, shape [H, W] for one channel or [H, W, C] otherwise, dtype
         uint8, uint16 or float32 as the encoding says.
