@@ -1,0 +1,213 @@
+"""Dataset readers on small files written in each dataset's exact format; transforms' geometry."""
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from s2ml_ros.geometry import backproject, Intrinsics
+import scipy.io
+import torch
+from training.datasets import (
+    DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
+from training.transforms import crop, hflip, resize, train_transform
+
+W, H = 40, 30
+
+
+def _color(seed: int) -> np.ndarray:
+    """Make an RGB image whose red channel encodes the column, green the row."""
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0] = np.arange(W)[None, :]
+    rgb[..., 1] = np.arange(H)[:, None]
+    rgb[..., 2] = seed
+    return rgb
+
+
+def _depth(seed: int) -> np.ndarray:
+    return (1.0 + 0.01 * np.arange(W)[None, :] + 0.02 * np.arange(H)[:, None]
+            + 0.1 * seed).astype(np.float32)
+
+
+def _write_nyu(path: Path, n: int = 5) -> None:
+    """MATLAB v7.3 layout: HDF5 with a 512-byte user block, column-major arrays."""
+    with h5py.File(path, 'w', userblock_size=512) as f:
+        images = np.stack([_color(i).transpose(2, 1, 0) for i in range(n)])  # [N, 3, W, H]
+        depths = np.stack([_depth(i).T for i in range(n)])                   # [N, W, H]
+        raw = depths.copy()
+        raw[:, :5, :] = 0  # left columns missing in the raw depth
+        f['images'] = images
+        f['depths'] = depths
+        f['rawDepths'] = raw
+
+
+def test_nyu_labeled_mat_orientation_split_and_units(tmp_path: Path) -> None:
+    mat = tmp_path / 'nyu_depth_v2_labeled.mat'
+    _write_nyu(mat)
+    splits = {'trainNdxs': np.array([[1], [2], [4]]), 'testNdxs': np.array([[3], [5]])}
+    scipy.io.savemat(tmp_path / 'splits.mat', splits)
+    train = NyuDepthV2Labeled(mat, 'train')
+    test = NyuDepthV2Labeled(mat, 'test')
+    assert len(train) == 3 and len(test) == 2
+    s = test.sample(0)  # frame 3 (1-based) = index 2
+    assert s['rgb'].shape == (H, W, 3)
+    np.testing.assert_array_equal(s['rgb'][..., 0], _color(2)[..., 0])
+    np.testing.assert_array_equal(s['rgb'][..., 2], 2)
+    np.testing.assert_allclose(s['gt'], _depth(2))
+    assert np.all(s['depth'][:, :5] == 0) and np.all(s['depth'][:, 5:] > 0)
+    item = train[0]
+    assert item['rgb'].shape == (3, H, W) and item['depth'].shape == (1, H, W)
+    assert item['intrinsics'].shape == (4,)
+
+
+def test_nyu_fallback_split_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                       ) -> None:
+    mat = tmp_path / 'labeled.mat'
+    _write_nyu(mat, n=10)
+    with caplog.at_level(logging.WARNING):
+        train = NyuDepthV2Labeled(mat, 'train')
+    assert 'not the official split' in caplog.text
+    test = NyuDepthV2Labeled(mat, 'test')
+    assert len(train) + len(test) == 10
+    assert not set(train.indices) & set(test.indices)
+    with pytest.raises(DatasetError, match='does not exist'):
+        NyuDepthV2Labeled(tmp_path / 'missing.mat')
+    bogus = tmp_path / 'bogus.mat'
+    bogus.write_text('MATLAB 5.0 MAT-file, not really')
+    with pytest.raises(DatasetError, match='bogus.mat.*HDF5'):
+        NyuDepthV2Labeled(bogus)
+    with h5py.File(tmp_path / 'partial.mat', 'w') as f:
+        f['images'] = np.zeros((1, 3, W, H), np.uint8)
+    with pytest.raises(DatasetError, match='lacks'):
+        NyuDepthV2Labeled(tmp_path / 'partial.mat')
+
+
+def _sun_encode(depth_m: np.ndarray) -> np.ndarray:
+    """Store millimetres with SUN RGB-D's bit rotation (the inverse of the reader's)."""
+    v = np.round(depth_m * 1000).astype(np.uint16)
+    return (v << np.uint16(3)) | (v >> np.uint16(13))
+
+
+def _write_sun_frame(folder: Path, seed: int) -> None:
+    for sub in ('image', 'depth', 'depth_bfx'):
+        (folder / sub).mkdir(parents=True)
+    cv2.imwrite(str(folder / 'image' / f'{folder.name}.png'), _color(seed)[..., ::-1])
+    raw = _depth(seed)
+    raw[10:20, 10:20] = 0
+    cv2.imwrite(str(folder / 'depth' / f'{folder.name}.png'), _sun_encode(raw))
+    cv2.imwrite(str(folder / 'depth_bfx' / f'{folder.name}.png'), _sun_encode(_depth(seed)))
+    np.savetxt(folder / 'intrinsics.txt', [[30.0, 0, 19.5], [0, 30.0, 14.5], [0, 0, 1]])
+
+
+def test_sun_rgbd_bit_rotation_and_frames(tmp_path: Path) -> None:
+    root = tmp_path / 'SUNRGBD'
+    _write_sun_frame(root / 'kv1' / 'NYUdata' / 'NYU0001', 0)
+    _write_sun_frame(root / 'realsense' / 'lg' / 'f0002', 1)
+    ds = SunRgbd(root)
+    assert len(ds) == 2
+    s = ds.sample(0)
+    np.testing.assert_allclose(s['gt'], _depth(0), atol=6e-4)
+    assert np.all(s['depth'][10:20, 10:20] == 0)
+    np.testing.assert_array_equal(s['rgb'][..., 0], _color(0)[..., 0])
+    assert s['intrinsics'].fx == 30.0 and s['intrinsics'].cx == 19.5
+    listed = SunRgbd(root, frames=['realsense/lg/f0002'])
+    assert len(listed) == 1
+    with pytest.raises(DatasetError, match='do not exist'):
+        SunRgbd(root, frames=['nope'])
+    with pytest.raises(DatasetError, match='no SUN RGB-D frame'):
+        SunRgbd(tmp_path / 'SUNRGBD' / 'kv1' / 'NYUdata' / 'NYU0001' / 'image')
+
+
+def _write_flat_folder(root: Path, n: int = 3) -> None:
+    root.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(root / f'f{i}_color.png'), _color(i)[..., ::-1])
+        cv2.imwrite(str(root / f'f{i}_depth_raw.png'),
+                    np.round(_depth(i) * 5000).astype(np.uint16))
+    (root / 'intrinsics.json').write_text(json.dumps(
+        {'fx': 60.0, 'fy': 60.0, 'cx': 39.0, 'cy': 29.0, 'width': 2 * W, 'height': 2 * H,
+         'depth_scale': 5000}))
+
+
+def test_generic_folder_pairs_scale_and_intrinsics(tmp_path: Path) -> None:
+    root = tmp_path / 'frames'
+    _write_flat_folder(root)
+    ds = RgbdFolder(root, on_bad_frame='raise')
+    assert len(ds) == 3
+    s = ds.sample(1)
+    np.testing.assert_allclose(s['depth'], _depth(1), atol=2e-4)
+    np.testing.assert_array_equal(s['gt'], s['depth'])  # no ground truth: raw is the target
+    # Intrinsics given for 2x the image size are rescaled to the image.
+    assert s['intrinsics'].fx == pytest.approx(30.0) and s['intrinsics'].width == W
+
+
+def test_bad_frames_are_named_or_skipped_and_counted(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / 'frames'
+    _write_flat_folder(root)
+    cv2.imwrite(str(root / 'f1_depth_raw.png'), np.ones((H + 2, W), np.uint16))
+    with pytest.raises(DatasetError, match=r'f1_depth_raw\.png.*depth is 40x32'):
+        RgbdFolder(root, on_bad_frame='raise').sample(1)
+    ds = RgbdFolder(root)
+    with caplog.at_level(logging.WARNING):
+        s = ds.sample(1)
+    assert s['name'] == 'f2' and ds.bad_frames == 1
+    assert 'f1_depth_raw.png' in caplog.text
+    cv2.imwrite(str(root / 'f0_depth_raw.png'), np.ones((H, W, 3), np.uint8))
+    with pytest.raises(DatasetError, match='16-bit'):
+        read_depth_png(root / 'f0_depth_raw.png')
+    with pytest.raises(DatasetError, match='neither intrinsics'):
+        (root / 'intrinsics.json').unlink()
+        RgbdFolder(root)
+
+
+def test_simulated_dataset_is_deterministic_and_test_seeds_are_separate() -> None:
+    a = SimulatedRgbd(2, 48, 36)
+    b = SimulatedRgbd(2, 48, 36)
+    t = SimulatedRgbd(2, 48, 36, split='test')
+    x, y = a[1], b[1]
+    for key in ('rgb', 'depth', 'gt'):
+        assert torch.equal(x[key], y[key])
+    assert not torch.equal(x['gt'], t[1]['gt'])
+    assert x['depth'].shape == (1, 36, 48) and float(x['gt'].min()) > 0
+
+
+def _sample() -> dict:
+    k = Intrinsics(50.0, 52.0, 21.3, 13.7, W, H)
+    return {'rgb': _color(0), 'depth': _depth(0), 'gt': _depth(0), 'intrinsics': k}
+
+
+def test_crop_and_flip_keep_back_projection_consistent() -> None:
+    s = _sample()
+    pts = backproject(s['gt'], s['intrinsics'])
+    c = crop(s, 7, 5, 24, 18)
+    pc = backproject(c['gt'], c['intrinsics'])
+    np.testing.assert_allclose(pc, pts[5:23, 7:31], atol=1e-5)
+    f = hflip(c)
+    pf = backproject(f['gt'], f['intrinsics'])
+    # A mirrored image sees the mirrored scene: x negated, columns reversed.
+    np.testing.assert_allclose(pf[..., 0], -pc[:, ::-1, 0], atol=1e-5)
+    np.testing.assert_allclose(pf[..., 1:], pc[:, ::-1, 1:], atol=1e-5)
+    r = resize(s, W // 2, H // 2)
+    # Pixel (u', v') of the half-size image covers the centre of pixels 2u'..2u'+1.
+    pr = backproject(r['gt'], r['intrinsics'])
+    u, v = 5, 4
+    ray = (2 * u + 0.5 - s['intrinsics'].cx) / s['intrinsics'].fx
+    assert pr[v, u, 0] / pr[v, u, 2] == pytest.approx(ray, abs=1e-5)
+
+
+def test_train_transform_output_size_and_holes_stay_holes() -> None:
+    s = _sample()
+    s['depth'] = s['depth'].copy()
+    s['depth'][:, :10] = 0
+    t = train_transform(32, 24, scale=(1.0, 1.5), jitter=0.4)
+    out = t(s, np.random.default_rng(0))
+    assert out['rgb'].shape == (24, 32, 3) and out['intrinsics'].size == (32, 24)
+    vals = np.unique(out['depth'])
+    assert vals[0] == 0 or out['depth'].min() > 0
+    # Nearest-neighbour resampling: every value is an original depth divided by one factor.
+    ratio = out['gt'][out['depth'] > 0] / out['depth'][out['depth'] > 0]
+    np.testing.assert_allclose(ratio, 1.0)

@@ -1,0 +1,270 @@
+"""
+Joint augmentation of colour, raw depth, ground truth and intrinsics.
+
+A sample is a dict with 'rgb' uint8 [H, W, 3], 'depth' float32 [H, W] (raw, meters, 0 = hole),
+'gt' float32 [H, W] (meters, 0 = invalid) and 'intrinsics' (:class:`Intrinsics`); other keys
+pass through. Every geometric transform updates the intrinsics with the matching
+:class:`Intrinsics` method, so back-projection stays consistent after crops, flips and resizes.
+Depth is resampled with nearest neighbour so that holes stay holes and no depth is blended
+across edges. Random transforms take a ``numpy.random.Generator``; :func:`to_tensor` makes the
+torch sample.
+"""
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from s2ml_ros.geometry import Intrinsics
+import torch
+
+Sample = Dict[str, Any]
+_DEPTH_KEYS = ('depth', 'gt')
+
+
+def _check(sample: Sample) -> Tuple[int, int]:
+    h, w = sample['rgb'].shape[:2]
+    for key in _DEPTH_KEYS:
+        if key in sample and sample[key].shape != (h, w):
+            raise ValueError(f'{key} shape {sample[key].shape} does not match rgb {(h, w)}')
+    return h, w
+
+
+def crop(sample: Sample, x0: int, y0: int, width: int, height: int) -> Sample:
+    """
+    Keep the window [y0:y0+height, x0:x0+width].
+
+    :return: A new sample with cropped images and intrinsics.
+    """
+    _check(sample)
+    out = dict(sample)
+    win = (slice(y0, y0 + height), slice(x0, x0 + width))
+    out['rgb'] = np.ascontiguousarray(sample['rgb'][win])
+    for key in _DEPTH_KEYS:
+        if key in sample:
+            out[key] = np.ascontiguousarray(sample[key][win])
+    out['intrinsics'] = sample['intrinsics'].cropped(x0, y0, width, height)
+    return out
+
+
+def hflip(sample: Sample) -> Sample:
+    """:return: The left-right mirrored sample (u' = W - 1 - u), intrinsics included."""
+    out = dict(sample)
+    out['rgb'] = np.ascontiguousarray(sample['rgb'][:, ::-1])
+    for key in _DEPTH_KEYS:
+        if key in sample:
+            out[key] = np.ascontiguousarray(sample[key][:, ::-1])
+    out['intrinsics'] = sample['intrinsics'].flipped_horizontally()
+    return out
+
+
+def resize(sample: Sample, width: int, height: int) -> Sample:
+    """
+    Resample to ``width`` x ``height`` (colour: area/linear; depth: nearest).
+
+    :return: A new sample with resized images and intrinsics.
+    """
+    h, w = _check(sample)
+    out = dict(sample)
+    interp = cv2.INTER_AREA if width < w else cv2.INTER_LINEAR
+    out['rgb'] = cv2.resize(sample['rgb'], (width, height), interpolation=interp)
+    for key in _DEPTH_KEYS:
+        if key in sample:
+            out[key] = cv2.resize(sample[key], (width, height), interpolation=cv2.INTER_NEAREST)
+    out['intrinsics'] = sample['intrinsics'].resized(width, height)
+    return out
+
+
+def pad_bottom_right(sample: Sample, width: int, height: int) -> Sample:
+    """
+    Pad to ``width`` x ``height`` at the bottom and right (black colour, depth holes).
+
+    Padding only there leaves pixel coordinates, hence the intrinsics' cx, cy, unchanged.
+
+    :return: A new sample of the requested size.
+    """
+    h, w = _check(sample)
+    pad = ((0, height - h), (0, width - w))
+    out = dict(sample)
+    out['rgb'] = np.pad(sample['rgb'], pad + ((0, 0),))
+    for key in _DEPTH_KEYS:
+        if key in sample:
+            out[key] = np.pad(sample[key], pad)
+    k = sample['intrinsics']
+    out['intrinsics'] = Intrinsics(k.fx, k.fy, k.cx, k.cy, width, height)
+    return out
+
+
+class Compose:
+    """
+    Apply transforms in order.
+
+    :param transforms: Callables ``(sample, rng) -> sample``.
+    """
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        for t in self.transforms:
+            sample = t(sample, rng)
+        return sample
+
+
+class BorderCrop:
+    """
+    Cut a fixed border (NYU-Depth V2: 45 top, 15 bottom, 45 left, 40 right, as RDFC-GAN).
+
+    :param top: Rows removed at the top.
+    :param bottom: Rows removed at the bottom.
+    :param left: Columns removed on the left.
+    :param right: Columns removed on the right.
+    """
+
+    def __init__(self, top: int, bottom: int, left: int, right: int) -> None:
+        self.top, self.bottom, self.left, self.right = top, bottom, left, right
+
+    def __call__(self, sample: Sample, rng: Optional[np.random.Generator] = None) -> Sample:
+        h, w = _check(sample)
+        return crop(sample, self.left, self.top, w - self.left - self.right,
+                    h - self.top - self.bottom)
+
+
+class Resize:
+    """
+    Resample to a fixed size.
+
+    :param width: Output width, pixels.
+    :param height: Output height, pixels.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+
+    def __call__(self, sample: Sample, rng: Optional[np.random.Generator] = None) -> Sample:
+        return resize(sample, self.width, self.height)
+
+
+class RandomScale:
+    """
+    Enlarge by a random factor s and divide depth by s (the scene moves closer).
+
+    As CompletionFormer's training does; the intrinsics are scaled, so geometry stays
+    consistent (the back-projected cloud shrinks by 1 / s).
+
+
+    :param low: Smallest factor.
+    :param high: Largest factor.
+    """
+
+    def __init__(self, low: float = 1.0, high: float = 1.5) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        s = float(rng.uniform(self.low, self.high))
+        h, w = _check(sample)
+        out = resize(sample, max(1, int(round(w * s))), max(1, int(round(h * s))))
+        for key in _DEPTH_KEYS:
+            if key in out:
+                out[key] = (out[key] / s).astype(np.float32)
+        return out
+
+
+class RandomCrop:
+    """
+    Crop a random window (padded with holes first if the image is smaller).
+
+    :param width: Window width, pixels.
+    :param height: Window height, pixels.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        h, w = _check(sample)
+        if h < self.height or w < self.width:
+            sample = pad_bottom_right(sample, max(w, self.width), max(h, self.height))
+            h, w = _check(sample)
+        x0 = int(rng.integers(0, w - self.width + 1))
+        y0 = int(rng.integers(0, h - self.height + 1))
+        return crop(sample, x0, y0, self.width, self.height)
+
+
+class CenterCrop(RandomCrop):
+    """Crop the central window of ``width`` x ``height``."""
+
+    def __call__(self, sample: Sample, rng: Optional[np.random.Generator] = None) -> Sample:
+        h, w = _check(sample)
+        if h < self.height or w < self.width:
+            raise ValueError(f'cannot crop {self.width}x{self.height} from a {w}x{h} image')
+        return crop(sample, (w - self.width) // 2, (h - self.height) // 2, self.width,
+                    self.height)
+
+
+class RandomHorizontalFlip:
+    """
+    Mirror left-right with probability ``p``.
+
+    :param p: Probability of flipping.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return hflip(sample) if rng.random() < self.p else sample
+
+
+class ColorJitter:
+    """
+    Random brightness, contrast and saturation changes of the colour image only.
+
+    :param strength: Each factor is drawn from [1 - strength, 1 + strength].
+    """
+
+    def __init__(self, strength: float = 0.4) -> None:
+        self.strength = strength
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        s = self.strength
+        b, c, sat = rng.uniform(1 - s, 1 + s, 3)
+        img = sample['rgb'].astype(np.float32) * b
+        mean = img.mean()
+        img = (img - mean) * c + mean
+        gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        img = (img - gray[..., None]) * sat + gray[..., None]
+        out = dict(sample)
+        out['rgb'] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+def to_tensor(sample: Sample) -> Dict[str, Any]:
+    """
+    Convert to the training batch layout.
+
+    :return: {'rgb' float32 [3, H, W] in [0, 1], 'depth' float32 [1, H, W] meters,
+        'gt' float32 [1, H, W] meters, 'intrinsics' float32 [4] (fx, fy, cx, cy)} plus the
+        other keys unchanged.
+    """
+    _check(sample)
+    out = {k: v for k, v in sample.items() if k not in ('rgb', 'intrinsics') + _DEPTH_KEYS}
+    out['rgb'] = torch.from_numpy(np.ascontiguousarray(sample['rgb'].transpose(2, 0, 1))).float()
+    out['rgb'] /= 255.0
+    for key in _DEPTH_KEYS:
+        if key in sample:
+            out[key] = torch.from_numpy(np.ascontiguousarray(sample[key], np.float32))[None]
+    k: Intrinsics = sample['intrinsics']
+    out['intrinsics'] = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
+    return out
+
+
+def train_transform(crop_width: int, crop_height: int, scale: Tuple[float, float] = (1.0, 1.5),
+                    jitter: float = 0.4) -> Compose:
+    """:return: The default training augmentation: scale, crop, flip, colour jitter."""
+    steps: List[Any] = []
+    if scale[1] > 1.0:
+        steps.append(RandomScale(*scale))
+    steps += [RandomCrop(crop_width, crop_height), RandomHorizontalFlip(0.5)]
+    if jitter > 0:
+        steps.append(ColorJitter(jitter))
+    return Compose(steps)
