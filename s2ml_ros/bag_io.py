@@ -252,7 +252,7 @@ def _pick(candidates: List[str], role: str, bag: Path, flag: str,
     if len(candidates) == 1:
         return candidates[0]
     for word in preferred:
-        hits = [c for c in candidates if word in c]
+        hits = [c for c in candidates if word in c.strip('/').split('/')]
         if len(hits) == 1:
             return hits[0]
     raise BagEvalError(
@@ -270,7 +270,9 @@ def detect_topics(bag: BagReader, color: Optional[str] = None, depth: Optional[s
     32FC1; color: rgb8, bgr8, rgba8, bgra8, mono8). A depth topic whose name contains ``gt`` or
     ``ground_truth`` as a word is ground truth. Topics this package wrote (``depth_completed``,
     ``/s2ml/``) are ignored. CameraInfo: the one next to the depth topic (same namespace), else
-    next to the color topic, else the only one.
+    next to the color topic, else the only one. When several topics qualify, one with a
+    telling path segment (``aligned_depth_to_color``, ``depth_registered``, ``depth``; ``color``,
+    ``rgb``) is taken, otherwise the call fails and asks for the flag.
 
     :param bag: An open bag.
     :param color: Color topic, or None to detect.
@@ -310,6 +312,10 @@ def detect_topics(bag: BagReader, color: Optional[str] = None, depth: Optional[s
             f'{where}: no color image topic (rgb8, bgr8, rgba8, bgra8 or mono8) found; image '
             f'topics: {sorted(images)}. Name one with --color-topic')
     else:
+        color_topics = [t for t in color_topics if t not in (depth, ground_truth)]
+        if not color_topics:
+            raise BagEvalError(f'{where}: no color image topic besides the depth topic; name '
+                               'one with --color-topic')
         color = _pick(color_topics, 'color image', where, '--color-topic', ('color', 'rgb'))
     if ground_truth is None:
         others = [t for t in gt_topics if t != depth]
