@@ -1,0 +1,359 @@
+"""
+Train S2ML: single process, or DDP under torchrun (nccl on GPU, gloo on CPU).
+
+Examples, from the repository root::
+
+    # simulated data, one process (CPU or one GPU)
+    python -m training.train -c training/configs/sim_tiny.yaml
+    # NYU-Depth V2 labelled set on 4 GPUs
+    torchrun --nproc_per_node=4 -m training.train -c training/configs/nyu_base.yaml \
+        --data-path /data/nyu_depth_v2_labeled.mat
+    # CPU DDP smoke run with two processes
+    torchrun --nproc_per_node=2 -m training.train -c training/configs/smoke.yaml --device cpu
+    # resume: continue from the last checkpoint of a run
+    python -m training.train -c training/configs/sim_tiny.yaml --resume runs/sim_tiny/last.safetensors
+
+Writes to ``--output-dir``: ``last.safetensors`` / ``best.safetensors`` (the node's checkpoint
+format), ``last.train_state.pt`` (optimizer, scaler, epoch, step; plain tensors and dicts,
+loaded with weights_only=True), and ``metrics.csv`` (one row per epoch).
+"""
+
+import argparse
+import contextlib
+import csv
+import math
+import os
+from pathlib import Path
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from s2ml_ros.metrics import DepthMetricAccumulator
+from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+import yaml
+
+from . import datasets as ds
+from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
+from .losses import JointLoss
+from .transforms import BorderCrop, CenterCrop, Compose, Resize, train_transform
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """:return: The argument parser; a YAML config (-c) overrides its defaults."""
+    p = argparse.ArgumentParser(description='Train S2ML depth completion', add_help=add_help)
+    p.add_argument('-c', '--config', default=None, help='YAML file of option defaults')
+    p.add_argument('--variant', default='tiny', help='model variant (s2ml_ros.model)')
+    p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder'],
+                   help='training data source')
+    p.add_argument('--data-path', default=None, help='dataset file or folder (not for sim)')
+    p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
+    p.add_argument('--sun-train-list', default=None, help='SUN RGB-D training frame list')
+    p.add_argument('--sun-val-list', default=None, help='SUN RGB-D validation frame list')
+    p.add_argument('--sensors', nargs='+', default=['structured_light'],
+                   help='simulated sensor presets, cycled over samples')
+    p.add_argument('--train-samples', type=int, default=2000, help='simulated training frames')
+    p.add_argument('--val-samples', type=int, default=64, help='simulated validation frames')
+    p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
+                   help='simulated frame size')
+    p.add_argument('--resize', type=int, nargs=2, default=None, metavar=('W', 'H'),
+                   help='resize real frames (after the border crop) to this size')
+    p.add_argument('--border-crop', type=int, nargs=4, default=None,
+                   metavar=('TOP', 'BOTTOM', 'LEFT', 'RIGHT'), help='cut a border first')
+    p.add_argument('--crop', type=int, nargs=2, default=[256, 192], metavar=('W', 'H'),
+                   help='random training crop')
+    p.add_argument('--scale', type=float, nargs=2, default=[1.0, 1.5],
+                   help='random scale range (depth divided by the factor)')
+    p.add_argument('--jitter', type=float, default=0.4, help='colour jitter strength')
+    p.add_argument('--batch-size', type=int, default=8, help='per process')
+    p.add_argument('--epochs', type=int, default=50, help='total epochs')
+    p.add_argument('--max-steps', type=int, default=0, help='stop after this many steps (0: off)')
+    p.add_argument('--lr', type=float, default=2e-4, help='peak learning rate')
+    p.add_argument('--min-lr', type=float, default=1e-6, help='final cosine learning rate')
+    p.add_argument('--weight-decay', type=float, default=1e-4, help='AdamW weight decay')
+    p.add_argument('--warmup-epochs', type=float, default=3.0, help='linear warm-up length')
+    p.add_argument('--grad-clip', type=float, default=1.0, help='gradient norm clip (0: off)')
+    p.add_argument('--freq-weight', type=float, default=0.1, help='frequency loss weight')
+    p.add_argument('--early-stage-weight', type=float, default=0.5,
+                   help='loss weight of non-final stages')
+    p.add_argument('--amp', default='auto', choices=['auto', 'off', 'bf16', 'fp16'],
+                   help='mixed precision on CUDA (auto: bf16 if supported, else fp16)')
+    p.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
+    p.add_argument('--workers', type=int, default=2, help='data loader workers per process')
+    p.add_argument('--eval-every', type=int, default=1, help='validate every N epochs')
+    p.add_argument('--output-dir', default='runs/s2ml', help='checkpoints and logs')
+    p.add_argument('--resume', default=None,
+                   help="checkpoint to resume from ('auto': <output-dir>/last.safetensors)")
+    p.add_argument('--seed', type=int, default=0, help='seed of init and augmentation')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    return p
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse ``argv``, with the YAML file given by -c as defaults."""
+    parser = get_args_parser()
+    args, _ = parser.parse_known_args(argv)
+    if args.config:
+        with open(args.config) as f:
+            cfg = yaml.safe_load(f) or {}
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(k.replace('-', '_') for k in cfg) - known)
+        if unknown:
+            parser.error(f'{args.config}: unknown options {unknown}')
+        parser.set_defaults(**{k.replace('-', '_'): v for k, v in cfg.items()})
+    return parser.parse_args(argv)
+
+
+def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
+    """:return: (training set with augmentation, validation set without)."""
+    cw, ch = args.crop
+    aug = train_transform(cw, ch, tuple(args.scale), args.jitter)
+    pre = []
+    if args.border_crop:
+        pre.append(BorderCrop(*args.border_crop))
+    if args.resize:
+        pre.append(Resize(*args.resize))
+    train_tf = Compose(pre + aug.transforms)
+    val_tf = Compose(pre) if pre else None
+    if args.data == 'sim':
+        w, h = args.sim_size
+        train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
+                                 transform=train_tf, seed=args.seed)
+        # Validation: simulated test-range seeds offset away from the fixed test set.
+        val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
+                               seed_offset=500_000, transform=val_tf)
+        return train, val
+    if args.data_path is None:
+        raise SystemExit(f'--data-path is required for --data {args.data}')
+    if args.data == 'nyu':
+        train = ds.NyuDepthV2Labeled(args.data_path, 'train', args.nyu_splits, train_tf,
+                                     args.seed)
+        val = ds.NyuDepthV2Labeled(args.data_path, 'test', args.nyu_splits, val_tf)
+    elif args.data == 'sun':
+        train = ds.SunRgbd(args.data_path, args.sun_train_list, train_tf, args.seed)
+        val = ds.SunRgbd(args.data_path, args.sun_val_list, val_tf)
+    else:
+        train = ds.RgbdFolder(args.data_path, transform=train_tf, seed=args.seed)
+        val = ds.RgbdFolder(args.data_path, transform=Compose(
+            (pre or []) + [CenterCrop(cw, ch)]))
+    return train, val
+
+
+def lr_at(step: int, total: int, warmup: int, args: argparse.Namespace) -> float:
+    """:return: Learning rate at ``step``: linear warm-up, then cosine to ``min_lr``."""
+    if warmup > 0 and step < warmup:
+        return args.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _autocast(info: DistInfo, amp: str) -> Tuple[Any, Optional[torch.amp.GradScaler]]:
+    if info.device.type != 'cuda' or amp == 'off':
+        return contextlib.nullcontext, None
+    if amp == 'auto':
+        amp = 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    dtype = torch.bfloat16 if amp == 'bf16' else torch.float16
+    scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
+    return (lambda: torch.autocast('cuda', dtype=dtype)), scaler
+
+
+def _batches(loader: DataLoader, info: DistInfo, desc: str, quiet: bool
+             ) -> Iterator[Dict[str, torch.Tensor]]:
+    bar = tqdm(loader, desc=desc, disable=quiet or not info.is_main, leave=False,
+               dynamic_ncols=True, file=sys.stderr)
+    for batch in bar:
+        yield {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v
+               for k, v in batch.items()}
+    bar.close()
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, loader: DataLoader, info: DistInfo, autocast: Any,
+             quiet: bool = False) -> Dict[str, float]:
+    """
+    Score the final stage on a loader with the shared metrics (all pixels and holes).
+
+    :return: Metric dict of :class:`DepthMetricAccumulator`, reduced over processes.
+    """
+    model.eval()
+    acc = DepthMetricAccumulator(device=info.device)
+    for batch in _batches(loader, info, 'val', quiet):
+        with autocast():
+            pred = model(batch['rgb'], batch['depth'])[-1]
+        acc.update(pred.float().clamp_min(0), batch['gt'], raw=batch['depth'])
+    all_reduce_sum(acc.totals, info)
+    return acc.compute()
+
+
+def _state_path(ckpt: Path) -> Path:
+    return ckpt.with_name(ckpt.name.replace('.safetensors', '') + '.train_state.pt')
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """
+    Train; return the last epoch's log row.
+
+    :param argv: Command-line arguments (None: sys.argv).
+    """
+    args = parse_args(argv)
+    info = init_distributed(args.device)
+    torch.manual_seed(args.seed + info.rank)
+    out_dir = Path(args.output_dir)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    train_set, val_set = build_datasets(args)
+    train_sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True,
+                                       seed=args.seed) if info.distributed else None
+    val_sampler = DistributedSampler(val_set, info.world_size, info.rank, shuffle=False) \
+        if info.distributed else None
+    gen = torch.Generator().manual_seed(args.seed)
+    loader_kw = {'num_workers': args.workers, 'pin_memory': info.device.type == 'cuda',
+                 'persistent_workers': False}
+    train_loader = DataLoader(train_set, args.batch_size, shuffle=train_sampler is None,
+                              sampler=train_sampler, drop_last=len(train_set) >= args.batch_size
+                              * info.world_size, generator=gen, **loader_kw)
+    val_loader = DataLoader(val_set, args.batch_size, sampler=val_sampler, **loader_kw)
+
+    config = get_config(args.variant)
+    model = S2ML(config)
+    start_epoch, step, best = 0, 0, math.inf
+    state: Optional[Dict[str, Any]] = None
+    resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
+    if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
+        loaded, ck_info = load_checkpoint(resume)
+        if ck_info.config != config:
+            raise SystemExit(f'{resume} holds variant {ck_info.variant}, not {args.variant}')
+        model.load_state_dict(loaded.state_dict())
+        sp = _state_path(Path(resume))
+        if not sp.is_file():
+            raise SystemExit(f'cannot resume: training state {sp} does not exist')
+        state = torch.load(sp, map_location='cpu', weights_only=True)
+        start_epoch, step, best = state['next_epoch'], state['step'], state['best']
+    model.to(info.device)
+    ddp_model = DistributedDataParallel(
+        model, device_ids=[info.local_rank] if info.device.type == 'cuda' else None) \
+        if info.distributed else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
+                                  weight_decay=args.weight_decay)
+    autocast, scaler = _autocast(info, args.amp)
+    if state is not None:
+        optimizer.load_state_dict(state['optimizer'])
+        if scaler is not None and state.get('scaler'):
+            scaler.load_state_dict(state['scaler'])
+    criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight)
+    steps_per_epoch = max(1, len(train_loader))
+    total = args.epochs * steps_per_epoch
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    warmup = int(args.warmup_epochs * steps_per_epoch)
+    log_path = out_dir / 'metrics.csv'
+    row: Dict[str, Any] = {}
+    if info.is_main:
+        print(f'S2ML {args.variant}: {sum(p.numel() for p in model.parameters()) / 1e6:.3f} M '
+              f'params, {len(train_set)} train / {len(val_set)} val frames, '
+              f'{info.world_size} process(es) on {info.device}, epochs {start_epoch}..'
+              f'{args.epochs - 1}, step {step}', flush=True)
+
+    for epoch in range(start_epoch, args.epochs):
+        if args.max_steps and step >= args.max_steps:
+            break
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        ddp_model.train()
+        t0, seen = time.perf_counter(), 0
+        sums = torch.zeros(3, dtype=torch.float64, device=info.device)  # loss, l1, batches
+        stopped_early = False
+        for batch in _batches(train_loader, info, f'epoch {epoch}', args.no_progress):
+            lr = lr_at(step, total, warmup, args)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            with autocast():
+                preds = ddp_model(batch['rgb'], batch['depth'])
+            loss, parts = criterion([p.float() for p in preds], batch['gt'])
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            step += 1
+            seen += batch['rgb'].shape[0]
+            sums += torch.stack([loss.detach().double(), parts['l1_final'].double(),
+                                 torch.ones((), dtype=torch.float64, device=info.device)])
+            if args.max_steps and step >= args.max_steps:
+                stopped_early = True
+                break
+        elapsed = time.perf_counter() - t0
+        seen_t = torch.tensor([float(seen)], dtype=torch.float64, device=info.device)
+        all_reduce_sum(sums, info)
+        all_reduce_sum(seen_t, info)
+        row = {'epoch': epoch, 'step': step, 'lr': lr_at(max(step - 1, 0), total, warmup, args),
+               'train_loss': float(sums[0] / sums[2].clamp_min(1)),
+               'train_l1_final': float(sums[1] / sums[2].clamp_min(1)),
+               'samples_per_s': float(seen_t.item() / max(elapsed, 1e-9)),
+               'epoch_time_s': elapsed}
+        last_epoch = epoch == args.epochs - 1 or stopped_early
+        if (epoch + 1) % args.eval_every == 0 or last_epoch:
+            metrics = evaluate(ddp_model, val_loader, info, autocast, args.no_progress)
+            row.update({f'val_{k}': v for k, v in metrics.items()
+                        if not k.endswith(('images', 'pixels'))})
+        # An epoch cut short by --max-steps is redone from its start on resume.
+        next_epoch = epoch if stopped_early and epoch < args.epochs - 1 else epoch + 1
+        if info.is_main:
+            _write_row(log_path, row)
+            provenance = {'dataset': args.data, 'data_path': args.data_path,
+                          'sensors': args.sensors, 'epoch': epoch, 'step': step,
+                          'seed': args.seed, 'world_size': info.world_size,
+                          'command': ' '.join(sys.argv),
+                          'val': {k: v for k, v in row.items() if k.startswith('val_')}}
+            save_checkpoint(out_dir / 'last.safetensors', model, provenance)
+            torch.save({'optimizer': optimizer.state_dict(),
+                        'scaler': scaler.state_dict() if scaler is not None else {},
+                        'next_epoch': next_epoch, 'step': step, 'best': best,
+                        'args': {k: v for k, v in vars(args).items()
+                                 if isinstance(v, (int, float, str, bool, list, type(None)))}},
+                       _state_path(out_dir / 'last.safetensors'))
+            score = row.get('val_rmse', math.nan)
+            if math.isfinite(score) and score < best:
+                best = score
+                save_checkpoint(out_dir / 'best.safetensors', model, provenance)
+            summary = ', '.join(f'{k} {v:.4g}' for k, v in row.items()
+                                if k in ('train_loss', 'samples_per_s', 'val_rmse', 'val_psnr',
+                                         'val_hole_rmse'))
+            print(f'epoch {epoch} step {step}: {summary}', flush=True)
+        barrier(info)
+    cleanup(info)
+    return row
+
+
+def _write_row(path: Path, row: Dict[str, Any]) -> None:
+    """Append a row to the CSV log, rewriting the header if new columns appear."""
+    rows: List[Dict[str, Any]] = []
+    if path.is_file():
+        with open(path, newline='') as f:
+            rows = list(csv.DictReader(f))
+    rows.append({k: str(v) for k, v in row.items()})
+    fields: List[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    tmp = path.with_name(path.name + '.partial')
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+    main()
