@@ -11,7 +11,7 @@ Examples, from the repository root::
     # CPU DDP smoke run with two processes
     torchrun --nproc_per_node=2 -m training.train -c training/configs/smoke.yaml --device cpu
     # resume: continue from the last checkpoint of a run
-    python -m training.train -c training/configs/sim_tiny.yaml --resume runs/sim_tiny/last.safetensors
+    python -m training.train -c training/configs/sim_tiny.yaml --resume auto
 
 Writes to ``--output-dir``: ``last.safetensors`` / ``best.safetensors`` (the node's checkpoint
 format), ``last.train_state.pt`` (optimizer, scaler, epoch, step; plain tensors and dicts,
@@ -100,7 +100,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         with open(args.config) as f:
             cfg = yaml.safe_load(f) or {}
         known = {a.dest for a in parser._actions}
-        unknown = sorted(set(k.replace('-', '_') for k in cfg) - known)
+        unknown = sorted({k.replace('-', '_') for k in cfg} - known)
         if unknown:
             parser.error(f'{args.config}: unknown options {unknown}')
         parser.set_defaults(**{k.replace('-', '_'): v for k, v in cfg.items()})
