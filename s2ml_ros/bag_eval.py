@@ -134,7 +134,13 @@ def camera_namespace(selection) -> str:
     return '/' + '/'.join(common) if common else ''
 
 
-def _select_baselines(names: str) -> List[str]:
+def select_baselines(names: str) -> List[str]:
+    """
+    Parse a --baselines value.
+
+    :param names: Comma-separated names, 'all' or 'none'.
+    :return: Baseline names from :data:`s2ml_ros.baselines.BASELINES`.
+    """
     from s2ml_ros.baselines import BASELINES
     if names in ('', 'none'):
         return []
@@ -392,7 +398,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if getattr(args, key) is not None:
                 values[key] = getattr(args, key)
         params = params_from_mapping(values)
-        baselines = _select_baselines(args.baselines)
+        baselines = select_baselines(args.baselines)
         output = args.output or str(Path(args.bag).resolve().parent / (
             Path(args.bag).name.split('.')[0] + '_eval'))
         predictor = load_predictor(params.checkpoint or None, params.device, params.precision)
