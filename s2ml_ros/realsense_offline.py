@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 
 from s2ml_ros import conversions as conv
-from s2ml_ros.bag_eval import (select_baselines, DEFAULT_BASELINES, load_params_file,
-                               load_predictor, model_info, REFERENCE)
+from s2ml_ros.bag_eval import (DEFAULT_BASELINES, load_params_file, load_predictor, model_info,
+                               REFERENCE, select_baselines)
 from s2ml_ros.bag_io import BagEvalError
 from s2ml_ros.completion import finalize_depth, prepare_frame
 from s2ml_ros.eval_report import render_html
@@ -51,7 +51,7 @@ DEPTH_DIR = 'depth_completed'
 
 def frame_messages(frame: RealSenseFrame) -> tuple:
     """
-    The frame as the messages ``s2ml_realsense`` publishes (duck-typed Image / CameraInfo).
+    Express a frame as the messages ``s2ml_realsense`` publishes (duck-typed).
 
     :param frame: An aligned frame.
     :return: (color rgb8 image fields, depth 16UC1 mm image fields, CameraInfo-like object).

@@ -12,7 +12,7 @@ from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.model import build_s2ml, save_checkpoint
 from s2ml_ros.realsense_source import FILTER_NAMES, write_recording
 
-W, H, N = 48, 32, 4
+W, H, N = 48, 32, 3
 
 
 @pytest.fixture(scope='module')
