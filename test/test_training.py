@@ -2,11 +2,13 @@
 
 import argparse
 import csv
+import json
 import math
 from pathlib import Path
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from s2ml_ros.model import load_checkpoint
 import torch
@@ -74,3 +76,43 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     # 8 samples, batch 2 per process, 2 processes: 2 steps per epoch.
     assert rows[-1]['step'] == '2'
     load_checkpoint(out / 'last.safetensors')
+
+
+def test_hiding_valid_pixels_with_a_real_hole_pattern() -> None:
+    from training.evaluate import hide_with_hole_pattern
+    raw = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, 5.0]], np.float32)
+    donor = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]], np.float32)
+    hidden_input, hidden = hide_with_hole_pattern(raw, donor)
+    np.testing.assert_array_equal(hidden, [[True, False, False], [False, False, True]])
+    np.testing.assert_array_equal(hidden_input, [[0, 2, 0], [3, 4, 0]])
+    # A donor of another size is resized with nearest neighbour.
+    big = np.kron(donor, np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(hide_with_hole_pattern(raw, big)[1], hidden)
+
+
+def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Path) -> None:
+    from s2ml_ros.model import build_s2ml, save_checkpoint
+    from training import evaluate
+    ckpt = save_checkpoint(tmp_path / 'net.safetensors', build_s2ml('test'), {'note': 'test'})
+    out = tmp_path / 'eval.json'
+    report = evaluate.main(['--data', 'sim', '--num-samples', '2', '--sim-size', '48', '36',
+                            '--baselines', 'raw', 'nearest', '--checkpoint', str(ckpt),
+                            '--device', 'cpu', '--no-progress', '--output', str(out)])
+    res = report['sim_test']
+    assert set(res) == {'raw', 'nearest', 's2ml:net'}
+    assert res['nearest']['hole_rmse'] < res['raw']['hole_rmse']
+    assert res['raw']['hole_delta1'] == 0.0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 3 and all(r['images'] == 2 for r in rows)
+
+
+REAL = Path('/work/shared/realdata/realsense_d4xx_ucn')
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason='shared real frames not available')
+def test_real_frames_are_scored_on_transplanted_holes() -> None:
+    from training import evaluate
+    report = evaluate.main(['--data', 'folder', '--data-path', str(REAL), '--baselines',
+                            'nearest', '--no-progress'])
+    m = report[REAL.name]['nearest']
+    assert m['hole_pixels'] > 1000 and m['hole_rmse'] < 0.5

@@ -1,0 +1,231 @@
+"""
+Evaluate S2ML checkpoints and the classical baselines with the same metrics on the same frames.
+
+Examples, from the repository root::
+
+    # the fixed simulated test set (seeds the training never uses)
+    python -m training.evaluate --data sim --num-samples 100 \
+        --checkpoint runs/sim_tiny/best.safetensors
+    # real frames without ground truth: valid pixels are hidden with the hole pattern of
+    # another frame and scored there (the 'hole_' figures)
+    python -m training.evaluate --data folder --data-path /data/realdata/nyu_slambook2 \
+        /data/realdata/tum_slambook --checkpoint my.safetensors --output results/real.json
+    # NYU-Depth V2 test split
+    python -m training.evaluate --data nyu --data-path nyu_depth_v2_labeled.mat \
+        --border-crop 45 15 45 40 --checkpoint best.safetensors
+
+Methods: ``raw`` (the input itself, holes stay 0), every baseline of
+:mod:`s2ml_ros.baselines`, and each ``--checkpoint`` (final stage). Metrics come from
+:mod:`s2ml_ros.metrics` (per-image means, pooled PSNR beside them), on all valid ground-truth
+pixels and on the input's hole pixels.
+"""
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from s2ml_ros.baselines import BASELINES
+from s2ml_ros.metrics import DepthMetricAccumulator
+from s2ml_ros.model import load_checkpoint
+import torch
+from tqdm import tqdm
+
+from . import datasets as ds
+from .transforms import BorderCrop, Compose, Resize, Sample
+
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+# Columns of the printed table.
+_SHOWN = ('psnr', 'psnr_pooled', 'rmse', 'mae', 'rel', 'delta1', 'hole_psnr', 'hole_rmse',
+          'hole_mae', 'hole_delta1')
+
+
+def hide_with_hole_pattern(raw: np.ndarray, donor_raw: np.ndarray
+                           ) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    Remove valid pixels of ``raw`` where another real frame has holes.
+
+    Real hole shapes (shadows, dark and shiny surfaces, range) moved onto a frame give holes
+    whose true depth is known: the measured values under them.
+
+    :param raw: Raw depth of the frame, float32 [H, W] meters, 0 = hole.
+    :param donor_raw: Raw depth of another frame (any size; its hole mask is resized with
+        nearest neighbour).
+    :return: (input depth with the extra holes, bool [H, W] mask of the hidden valid pixels).
+    """
+    h, w = raw.shape
+    donor_holes = (np.asarray(donor_raw) <= 0).astype(np.uint8)
+    if donor_holes.shape != (h, w):
+        donor_holes = cv2.resize(donor_holes, (w, h), interpolation=cv2.INTER_NEAREST)
+    hidden = donor_holes.astype(bool) & (raw > 0)
+    return np.where(hidden, np.float32(0), raw).astype(np.float32), hidden
+
+
+def model_method(path: str, device: torch.device, keep_measured: bool) -> Method:
+    """:return: A fill function running a checkpoint's final stage."""
+    model, _ = load_checkpoint(path, device=device)
+
+    @torch.inference_mode()
+    def run(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255
+        d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))[None, None]
+        out = model(x.to(device), d.to(device))[-1][0, 0].float().cpu().numpy()
+        if keep_measured:
+            out = np.where(depth > 0, depth, out)
+        return out.astype(np.float32)
+
+    return run
+
+
+def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]:
+    """:return: (name, dataset) pairs to evaluate on."""
+    pre = []
+    if args.border_crop:
+        pre.append(BorderCrop(*args.border_crop))
+    if args.resize:
+        pre.append(Resize(*args.resize))
+    tf = Compose(pre) if pre else None
+    if args.data == 'sim':
+        w, h = args.sim_size
+        return [('sim_test', ds.SimulatedRgbd(args.num_samples, w, h, args.sensors, 'test',
+                                              transform=tf))]
+    if not args.data_path:
+        raise SystemExit(f'--data-path is required for --data {args.data}')
+    if args.data == 'nyu':
+        return [('nyu_test', ds.NyuDepthV2Labeled(args.data_path[0], 'test', args.nyu_splits,
+                                                  tf))]
+    if args.data == 'sun':
+        return [('sun', ds.SunRgbd(args.data_path[0], args.sun_list, tf))]
+    return [(Path(p).name, ds.RgbdFolder(p, transform=tf)) for p in args.data_path]
+
+
+def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
+                     hide_holes: bool, quiet: bool = True
+                     ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """
+    Score every method on every frame.
+
+    :param frames: Samples with 'rgb', 'depth' (raw input) and 'gt'.
+    :param methods: name -> fill function.
+    :param hide_holes: Hide valid pixels with the next frame's hole pattern and use the
+        original raw depth as ground truth (for frames without ground truth).
+    :param quiet: No progress bar.
+    :return: (name -> metrics, name -> seconds per frame).
+    """
+    accs = {name: DepthMetricAccumulator() for name in methods}
+    times = dict.fromkeys(methods, 0.0)
+    n = len(frames)
+    for i in tqdm(range(n), disable=quiet, desc='frames', file=sys.stderr):
+        s = frames[i]
+        rgb, raw, gt = s['rgb'], s['depth'], s['gt']
+        if hide_holes:
+            if n < 2:
+                raise SystemExit('hiding holes needs at least two frames (a donor pattern)')
+            raw, _ = hide_with_hole_pattern(s['depth'], frames[(i + 1) % n]['depth'])
+            gt = s['depth']
+        for name, fill in methods.items():
+            t0 = time.perf_counter()
+            pred = fill(rgb, raw)
+            times[name] += time.perf_counter() - t0
+            accs[name].update(pred, gt, raw=raw)
+    return ({k: a.compute() for k, a in accs.items()},
+            {k: v / max(n, 1) for k, v in times.items()})
+
+
+def format_table(results: Dict[str, Dict[str, float]], times: Dict[str, float]) -> str:
+    """:return: A Markdown table of the main figures, one row per method."""
+    head = '| method | ' + ' | '.join(_SHOWN) + ' | ms/frame |'
+    lines = [head, '|' + '---|' * (len(_SHOWN) + 2)]
+    for name, m in results.items():
+        cells = [f'{m.get(k, math.nan):.4f}' if 'psnr' not in k else f'{m.get(k, math.nan):.2f}'
+                 for k in _SHOWN]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {1e3 * times[name]:.1f} |')
+    return '\n'.join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """:return: The command-line parser."""
+    p = argparse.ArgumentParser(description='Evaluate S2ML checkpoints and classical baselines')
+    p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder'],
+                   help='evaluation frames')
+    p.add_argument('--data-path', nargs='+', default=None, help='file or folder(s)')
+    p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
+    p.add_argument('--sun-list', default=None, help='SUN RGB-D test frame list')
+    p.add_argument('--num-samples', type=int, default=100, help='simulated test frames')
+    p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
+                   help='simulated frame size')
+    p.add_argument('--sensors', nargs='+', default=['structured_light'],
+                   help='simulated sensor presets, cycled')
+    p.add_argument('--border-crop', type=int, nargs=4, default=None,
+                   metavar=('TOP', 'BOTTOM', 'LEFT', 'RIGHT'), help='cut a border first')
+    p.add_argument('--resize', type=int, nargs=2, default=None, metavar=('W', 'H'),
+                   help='resize frames to this size')
+    p.add_argument('--checkpoint', nargs='*', default=[], help='S2ML checkpoints to score')
+    p.add_argument('--baselines', nargs='*', default=['raw'] + list(BASELINES),
+                   help=f'baselines to score: raw and any of {list(BASELINES)}')
+    p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
+                   help='hide valid pixels with real hole patterns (auto: folders without GT)')
+    p.add_argument('--keep-measured', action='store_true',
+                   help='network output keeps measured pixels (baselines always do)')
+    p.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
+    p.add_argument('--output', default=None, help='write results as .json or .csv')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """
+    Evaluate; print one table per data source and optionally write them.
+
+    :return: source -> method -> metrics.
+    """
+    args = get_args_parser().parse_args(argv)
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
+                          else ('cpu' if args.device == 'auto' else args.device))
+    methods: Dict[str, Method] = {}
+    for name in args.baselines:
+        if name == 'raw':
+            methods['raw'] = lambda rgb, depth: depth
+        elif name in BASELINES:
+            methods[name] = BASELINES[name]
+        else:
+            raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
+    for path in args.checkpoint:
+        methods[f's2ml:{Path(path).stem}'] = model_method(path, device, args.keep_measured)
+    report: Dict[str, Dict[str, Dict[str, float]]] = {}
+    rows = []
+    for source, dataset in build_frames(args):
+        frames = [dataset.sample(i) for i in range(len(dataset))]
+        no_gt = all(np.array_equal(f['gt'], f['depth']) for f in frames)
+        hide = args.hide_holes == 'yes' or (args.hide_holes == 'auto' and no_gt)
+        results, times = evaluate_methods(frames, methods, hide, args.no_progress)
+        report[source] = results
+        print(f'\n## {source}: {len(frames)} frames'
+              + (', valid pixels hidden with real hole patterns' if hide else ''))
+        print(format_table(results, times))
+        for name, m in results.items():
+            rows.append({'source': source, 'method': name, 'hidden_holes': hide,
+                         'ms_per_frame': 1e3 * times[name], **m})
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == '.csv':
+            fields = list(dict.fromkeys(k for r in rows for k in r))
+            with open(out, 'w', newline='') as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            out.write_text(json.dumps(rows, indent=1, default=float))
+    return report
+
+
+if __name__ == '__main__':
+    main()
