@@ -32,7 +32,6 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from s2ml_ros import conversions as conv
 from s2ml_ros.realsense_source import (RealSenseConfig, RealSenseError, RealSenseFrame,
@@ -115,7 +114,9 @@ class RealSenseNode(Node):
 
     def publish_frame(self, frame: RealSenseFrame) -> None:
         """Publish one frameset with one shared header."""
-        header = Header(stamp=self._stamp(frame), frame_id=self._frame_id)
+        header = Image().header
+        header.stamp = self._stamp(frame)
+        header.frame_id = self._frame_id
         info_fields = conv.camera_info_fields(frame.intrinsics)
         info_fields['distortion_model'] = frame.camera.distortion_model
         info_fields['d'] = list(frame.camera.distortion)
