@@ -92,7 +92,7 @@ def test_range_limits() -> None:
     depth[:, 20:30] = 0.2
     raw = _quiet().apply(depth, None, K, np.random.default_rng(4))
     assert np.all(raw[:, 60:] == 0) and np.all(raw[:, 20:30] == 0)
-    assert np.mean(raw[:, 35:55] > 0) > 0.95
+    assert np.mean(raw[:, 45:55] > 0) > 0.95
 
 
 def test_flying_pixels_lie_between_foreground_and_background() -> None:
@@ -172,3 +172,13 @@ def test_next_frame_moves_smoothly() -> None:
     lx, ly, lz = cam._scene_for(0).room_size
     assert all(0 < f.pose[0, 3] < lx and 0 < f.pose[1, 3] < ly and 0 < f.pose[2, 3] < lz
                for f in frames)
+
+
+def test_registration_to_colour_leaves_holes_on_the_other_side() -> None:
+    model = _quiet(registration_offset_m=-0.05)
+    raw = model.apply(_step_depth(), None, K, np.random.default_rng(7))
+    # Depth camera 5 cm to the left of the colour camera: 100 * 0.05 * (2/3) = 3.3 px right
+    # of the block are hidden from it, besides the projector shadow on the left.
+    assert np.all(raw[25:55, 60:63] == 0)
+    assert np.all(raw[25:55, 65:90] > 0)
+    assert np.all(raw[25:55, 36:40] == 0)

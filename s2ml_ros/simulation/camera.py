@@ -107,9 +107,17 @@ class SimulatedRgbdCamera:
             zy + amp * np.sin(0.17 * t * (0.7 + 0.6 * p[2]) + 6.28 * p[3]),
             1.0 + 0.6 * p[4] + 0.15 * np.sin(0.3 * t + 6.28 * p[5]),
         ])
-        yaw = 6.28 * p[6] + 0.25 * t * (1 if p[7] > 0.5 else -1) + 0.5 * np.sin(
-            0.4 * t + 6.28 * p[8])
-        pitch = -0.2 - 0.45 * p[9] + 0.12 * np.sin(0.35 * t + 6.28 * p[10])
+        # Start facing a piece of furniture, then sweep slowly around the room with a
+        # side-to-side sway, looking down towards furniture height (about 0.6 m).
+        if scene.primitives:
+            target = scene.primitives[int(p[6] * len(scene.primitives))].center
+            yaw0 = np.arctan2(target[1] - zy, target[0] - zx)
+        else:
+            yaw0 = 6.28 * p[6]
+        yaw = yaw0 + 0.1 * t * (1 if p[7] > 0.5 else -1) + 0.45 * np.sin(
+            0.3 * t + 6.28 * p[8])
+        look_down = np.arctan2(pos[2] - 0.6, 2.0)
+        pitch = -look_down * (0.6 + 0.6 * p[9]) + 0.12 * np.sin(0.35 * t + 6.28 * p[10])
         roll = 0.04 * np.sin(0.5 * t + 6.28 * p[11])
         forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch),
                             np.sin(pitch)])

@@ -16,6 +16,8 @@ The model reproduces the failure modes of consumer RGB-D cameras:
   through (the depth behind) or lost. Without material maps (e.g. NYU filled depth) dark and
   specular pixels are found from the colour image: near-black pixels and saturated, colourless
   highlights, as in RDFC-GAN's pseudo holes.
+- **Registration holes**: depth registered to the colour camera misses what the depth camera,
+  ``registration_offset_m`` away, cannot see (same z-buffer test, shadows on the other side).
 - **Range limits** and **grazing-angle dropout** (normals estimated from the depth image).
 - **Noise in disparity** with sub-pixel **quantization** (Kinect v1: 1/8 pixel), so the depth
   error grows as z^2; lateral jitter of the pixel grid that makes the hole borders ragged.
@@ -54,6 +56,9 @@ class SensorModel:
     :param name: Preset name.
     :param kind: 'structured_light', 'active_stereo' or 'tof'.
     :param baseline_m: Offset of the projector / second imager along +x, meters.
+    :param registration_offset_m: Position of the depth camera relative to the colour camera
+        along x, meters; depth registered to colour has holes where the depth camera does not
+        see what the colour camera sees (0 = depth camera at the colour camera).
     :param native_width: Width at which the sensor measures disparity, pixels; the disparity
         noise and quantization are defined at this resolution.
     :param min_range_m: Nearest measurable depth, meters.
@@ -83,6 +88,7 @@ class SensorModel:
     name: str
     kind: str
     baseline_m: float
+    registration_offset_m: float
     native_width: int
     min_range_m: float
     max_range_m: float
@@ -194,6 +200,9 @@ class SensorModel:
         # Second viewpoint occlusion (projector or second imager).
         fx = intrinsics.fx
         masks['shadow'] = valid & ~second_view_visibility(z, fx, self.baseline_m)
+        # Registration to the colour camera: surfaces hidden from the depth camera's own view.
+        if self.registration_offset_m != 0:
+            masks['shadow'] |= valid & ~second_view_visibility(z, fx, self.registration_offset_m)
 
         # Range limits, with a gradual loss of returns towards the far limit.
         far_field = _uniform_field(rng, (h, w), 8.0 / scale)
@@ -240,9 +249,14 @@ class SensorModel:
         zmax = cv2.dilate(zk, kernel)
         zmin = cv2.erode(np.where(valid, z, np.float32(1e4)), kernel)
         disc = valid & (zmax - zmin > 0.04 + 0.03 * z)
+        # Edge dropout reaches a couple of native pixels from the discontinuity, in blobs.
+        k = max(3, int(round(4 / scale)) | 1)
+        wide = cv2.dilate(zk, np.ones((k, k), np.uint8)) - cv2.erode(
+            np.where(valid, z, np.float32(1e4)), np.ones((k, k), np.uint8))
+        band = valid & (wide > 0.04 + 0.03 * z)
+        masks['edge'] = band & (_uniform_field(rng, (h, w), 2.0 / scale) < self.edge_dropout)
         pick = rng.random((h, w), dtype=np.float32)
-        masks['edge'] = disc & (pick < self.edge_dropout)
-        fly = disc & (pick >= self.edge_dropout) & (pick < self.edge_dropout + self.flying_pixels)
+        fly = disc & ~masks['edge'] & (pick < self.flying_pixels)
         if fly.any():
             alpha = rng.random(int(fly.sum()), dtype=np.float32)
             z[fly] = alpha * zmin[fly] + (1 - alpha) * zmax[fly]
@@ -399,20 +413,23 @@ def _uniform_field(rng: np.random.Generator, shape: Tuple[int, int],
 SENSOR_PRESETS: Dict[str, SensorModel] = {
     # Kinect v1: 7.5 cm projector baseline, 640 px disparity with 1/8 px sub-pixel steps.
     'structured_light': SensorModel(
-        name='structured_light', kind='structured_light', baseline_m=0.075, native_width=640,
-        min_range_m=0.45, max_range_m=9.0, range_falloff_m=4.0, disparity_sigma_px=0.07,
+        name='structured_light', kind='structured_light', baseline_m=0.075,
+        registration_offset_m=-0.025, native_width=640,
+        min_range_m=0.45, max_range_m=8.0, range_falloff_m=4.5, disparity_sigma_px=0.07,
         disparity_step_px=1 / 8, lateral_jitter_px=0.5, grazing_deg=78.0,
         return_threshold=0.012, edge_dropout=0.35, flying_pixels=0.03, speckle_px=16),
     # RealSense D4xx: 5 cm stereo baseline at 848 px, fine sub-pixel steps, some flying pixels.
     'active_stereo': SensorModel(
-        name='active_stereo', kind='active_stereo', baseline_m=0.050, native_width=848,
+        name='active_stereo', kind='active_stereo', baseline_m=0.050,
+        registration_offset_m=-0.015, native_width=848,
         min_range_m=0.28, max_range_m=8.0, range_falloff_m=4.0, disparity_sigma_px=0.08,
         disparity_step_px=1 / 32, lateral_jitter_px=0.4, grazing_deg=80.0,
         return_threshold=0.006, specular_dropout=0.5, edge_dropout=0.2, flying_pixels=0.15,
         speckle_px=20),
     # Azure Kinect NFOV unbinned: co-located emitter, range noise, flying pixels, multipath.
     'tof': SensorModel(
-        name='tof', kind='tof', baseline_m=0.01, native_width=640, min_range_m=0.5,
+        name='tof', kind='tof', baseline_m=0.01,
+        registration_offset_m=-0.032, native_width=640, min_range_m=0.5,
         max_range_m=3.86, range_falloff_m=0.4, depth_sigma_m=0.0015, depth_sigma_rel=0.001,
         lateral_jitter_px=0.0, grazing_deg=82.0, return_threshold=0.02,
         specular_dropout=0.6, edge_dropout=0.15, flying_pixels=0.5, multipath_gain=0.3,
