@@ -173,12 +173,20 @@ class DepthCompletionNode(Node):
                 f'checkpoint file {p.checkpoint!r} does not exist; pass checkpoint:=<path to a '
                 '.safetensors file> or leave it empty for the packaged default weights')
         try:
+            import torch
+            threads = p.cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+            torch.set_num_threads(threads)
             from s2ml_ros.pipeline import DepthCompletionPredictor
             return DepthCompletionPredictor.from_checkpoint(
                 os.path.expanduser(p.checkpoint) if p.checkpoint else None, device=p.device,
                 precision=p.precision, keep_measured=p.keep_measured)
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f'cannot load the model: {exc}') from exc
+
+    @staticmethod
+    def _cpu_threads() -> int:
+        torch = sys.modules.get('torch')
+        return torch.get_num_threads() if torch is not None else 0
 
     @property
     def params(self) -> NodeParams:
@@ -434,6 +442,7 @@ class DepthCompletionNode(Node):
             ('checkpoint sha256', getattr(info, 'sha256', '')),
             ('device', str(getattr(self._predictor, 'device', p.device))),
             ('precision', getattr(self._predictor, 'precision', p.precision)),
+            ('cpu threads', self._cpu_threads()),
             ('keep_measured', p.keep_measured),
         ]
         status = DiagnosticStatus(

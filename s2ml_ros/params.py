@@ -50,6 +50,7 @@ class NodeParams:
     checkpoint: str = ''
     device: str = 'auto'
     precision: str = 'fp32'
+    cpu_threads: int = 0
     exact_sync: bool = False
     sync_slop_s: float = 0.02
     sync_queue_size: int = 10
@@ -79,6 +80,9 @@ _SPECS = (
               'available)', read_only=True),
     ParamSpec('precision', 'Inference precision (fp16/bf16 use autocast on CUDA only)',
               read_only=True, choices=PRECISIONS),
+    ParamSpec('cpu_threads', 'Threads for CPU inference; 0 = half the cores (at least 1), which '
+              'avoids oversubscribing a machine shared with the camera driver and DDS',
+              read_only=True, value_range=(0, 256)),
     ParamSpec('exact_sync', 'Match color and depth by identical header stamps instead of '
               'within sync_slop_s', read_only=True),
     ParamSpec('sync_slop_s', 'Largest color/depth stamp difference accepted as one frame, s',
