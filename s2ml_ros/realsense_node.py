@@ -42,8 +42,8 @@ TOPIC_COLOR = 'rgb/image'
 TOPIC_DEPTH = 'depth/image'
 TOPIC_INFO = 'rgb/camera_info'
 TOPIC_DEPTH_INFO = 'depth/camera_info'
-# A camera timestamp this far behind the previous one means the recording looped, ms.
-_LOOP_JUMP_MS = 1000.0
+# Smallest step between the stamps of consecutive framesets after a time jump, ns.
+_MIN_STEP_NS = 1_000_000
 
 _PARAMS = (
     ('width', 640, 'Colour and aligned depth width, pixels (camera only)'),
@@ -89,6 +89,7 @@ class RealSenseNode(Node):
         self._pub_depth_info = self.create_publisher(CameraInfo, TOPIC_DEPTH_INFO, qos)
         self._base: Optional[tuple] = None
         self._last_ms: Optional[float] = None
+        self._last_stamp_ns: Optional[int] = None
         self.published = 0
         #: Set when the reader stops: end of the recording (None) or an error.
         self.finished = threading.Event()
@@ -104,12 +105,21 @@ class RealSenseNode(Node):
             f'{self.resolve_topic_name(TOPIC_DEPTH)}, {self.resolve_topic_name(TOPIC_INFO)}')
 
     def _stamp(self, frame: RealSenseFrame):
-        """ROS time of the first frame plus the camera's timestamp delta (realsense-ros)."""
+        """
+        ROS time of the first frame plus the camera's timestamp delta (as realsense-ros).
+
+        When the camera time goes back (a looping recording, a camera reset) the base is set
+        again, never earlier than one frame after the last stamp, so stamps always increase.
+        """
         if self._base is None or (self._last_ms is not None
-                                  and frame.timestamp_ms < self._last_ms - _LOOP_JUMP_MS):
-            self._base = (self.get_clock().now().nanoseconds, frame.timestamp_ms)
+                                  and frame.timestamp_ms <= self._last_ms):
+            now = self.get_clock().now().nanoseconds
+            if self._last_stamp_ns is not None:
+                now = max(now, self._last_stamp_ns + _MIN_STEP_NS)
+            self._base = (now, frame.timestamp_ms)
         self._last_ms = frame.timestamp_ms
         ns = self._base[0] + int(round((frame.timestamp_ms - self._base[1]) * 1e6))
+        self._last_stamp_ns = ns
         return Time(nanoseconds=ns).to_msg()
 
     def publish_frame(self, frame: RealSenseFrame) -> None:

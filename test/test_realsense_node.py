@@ -83,7 +83,7 @@ def test_node_publishes_aligned_frames_from_a_recording(tmp_path, recording):
         try:
             proc.wait_ready()
             listener = Listener(domain, '/cam')
-            got = listener.wait(3)
+            got = listener.wait(2 * N)
         finally:
             if listener is not None:
                 listener.close()
@@ -94,6 +94,9 @@ def test_node_publishes_aligned_frames_from_a_recording(tmp_path, recording):
     assert (depth.encoding, depth.height, depth.width, depth.step) == ('16UC1', H, W, 2 * W)
     for msg in (color, depth, info):
         assert msg.header.frame_id == 'camera_color_optical_frame'
+    # Stamps always increase, also when the recording loops.
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got['depth/image']]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     # One header per frameset: the stamps of color and depth pair exactly.
     color_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got['rgb/image']}
     assert any((m.header.stamp.sec, m.header.stamp.nanosec) in color_stamps
@@ -124,3 +127,37 @@ def test_node_exits_0_at_the_end_and_1_on_a_bad_file(tmp_path, recording):
         assert bad.proc.wait(60) == 1, bad.log()
         assert 'recording file does not exist' in bad.log()
         bad.stop()
+
+
+@pytest.mark.slow
+def test_completion_node_completes_the_realsense_node_stream(tmp_path, recording):
+    """The two nodes in one namespace: the conventions match, completed depth comes out."""
+    path, _, depths, _ = recording
+    checkpoint = nh.write_tiny_checkpoint(tmp_path / 'tiny.safetensors')
+    with nh.unique_domain_id() as domain:
+        env = nh.ros_environment(domain, tmp_path / 'log')
+        camera = nh.NodeProcess(['-p', f'recording:={path}', '-p', 'repeat:=true',
+                                 '-r', '__ns:=/cam'], env, tmp_path / 'camera.log',
+                                module='s2ml_ros.realsense_node')
+        completion = nh.NodeProcess(['-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
+                                     '-p', 'exact_sync:=true', '-r', '__ns:=/cam'], env,
+                                    tmp_path / 'completion.log')
+        client = None
+        try:
+            camera.wait_ready()
+            completion.wait_ready()
+            client = nh.GraphClient(domain, namespace='/cam')
+            ok = client.wait_for(lambda: len(client.messages('depth')) >= 2
+                            and len(client.messages('cloud')) >= 1, timeout=60.0)
+            got = {k: len(client.messages(k)) for k in ('depth', 'info', 'cloud')}
+            assert ok, f'{got}\n{completion.log()}'
+            depth = client.messages('depth')[-1]
+        finally:
+            if client is not None:
+                client.close()
+            codes = camera.stop(), completion.stop()
+    assert codes == (0, 0), camera.log() + completion.log()
+    assert (depth.encoding, depth.height, depth.width) == ('32FC1', H, W)
+    assert depth.header.frame_id == 'camera_color_optical_frame'
+    out = np.frombuffer(bytes(depth.data), np.float32).reshape(H, W)
+    assert np.isfinite(out).mean() > 0.9
