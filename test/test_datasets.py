@@ -175,6 +175,18 @@ def test_simulated_dataset_is_deterministic_and_test_seeds_are_separate() -> Non
     assert x['depth'].shape == (1, 36, 48) and float(x['gt'].min()) > 0
 
 
+def test_simulated_cache_returns_the_rendered_frames(tmp_path: Path) -> None:
+    plain = SimulatedRgbd(2, 48, 36, sensors=['tof', 'active_stereo']).sample(1)
+    cached = SimulatedRgbd(2, 48, 36, sensors=['tof', 'active_stereo'], cache_dir=tmp_path)
+    first = cached.sample(1)
+    assert len(list(tmp_path.glob('active_stereo_48x36_*.npz'))) == 1
+    again = cached.sample(1)
+    for s in (first, again):
+        np.testing.assert_array_equal(s['depth'], plain['depth'])
+        np.testing.assert_array_equal(s['rgb'], plain['rgb'])
+        assert s['intrinsics'] == plain['intrinsics']
+
+
 def _sample() -> dict:
     k = Intrinsics(50.0, 52.0, 21.3, 13.7, W, H)
     return {'rgb': _color(0), 'depth': _depth(0), 'gt': _depth(0), 'intrinsics': k}

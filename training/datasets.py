@@ -19,6 +19,7 @@ frame is skipped with a warning (the next frame is returned) and counted in ``ba
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -471,12 +472,15 @@ class SimulatedRgbd(_FrameDataset):
     :param seed_offset: Added to the seed range start (e.g. for a validation range).
     :param transform: Augmentation ``(sample, rng) -> sample``.
     :param seed: Seed of the augmentation.
+    :param cache_dir: If set, rendered frames are stored there (compressed .npz) and read back
+        in later epochs instead of being rendered again. Delete it after changing the
+        simulator.
     """
 
     def __init__(self, num_samples: int, width: int = 320, height: int = 240,
                  sensors: Sequence[str] = ('structured_light',), split: str = 'train',
                  seed_offset: int = 0, transform: Optional[Transform] = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cache_dir: Optional[PathLike] = None) -> None:
         super().__init__(transform, seed, 'raise')
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -484,6 +488,9 @@ class SimulatedRgbd(_FrameDataset):
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)
         self.seed_base = (SIM_TEST_SEED_BASE if split == 'test' else 0) + int(seed_offset)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -494,9 +501,29 @@ class SimulatedRgbd(_FrameDataset):
 
     def load(self, index: int) -> Sample:
         """:return: One simulated frame as a sample dict."""
-        cam = SimulatedRgbdCamera(self.width, self.height,
-                                  self.sensors[index % len(self.sensors)],
-                                  seed=self.seed_base + index)
-        f = cam.frame_at((index * 37) % 600)
+        sensor = self.sensors[index % len(self.sensors)]
+        seed, frame = self.seed_base + index, (index * 37) % 600
+        name = f'sim_{seed}'
+        cached = None
+        if self.cache_dir is not None:
+            cached = self.cache_dir / f'{sensor}_{self.width}x{self.height}_{seed}_{frame}.npz'
+            if cached.is_file():
+                try:
+                    with np.load(cached) as z:
+                        k = z['intrinsics']
+                        intr = Intrinsics(float(k[0]), float(k[1]), float(k[2]), float(k[3]),
+                                          self.width, self.height)
+                        return {'rgb': z['rgb'], 'depth': z['depth'], 'gt': z['gt'],
+                                'intrinsics': intr, 'name': name}
+                except (OSError, ValueError, KeyError) as exc:
+                    _logger.warning('re-rendering unreadable cache file %s: %s', cached, exc)
+        cam = SimulatedRgbdCamera(self.width, self.height, sensor, seed=seed)
+        f = cam.frame_at(frame)
+        if cached is not None:
+            tmp = cached.with_name(cached.name + f'.{os.getpid()}.partial.npz')
+            k = f.intrinsics
+            np.savez_compressed(tmp, rgb=f.rgb, depth=f.depth_raw_m, gt=f.depth_gt_m,
+                                intrinsics=np.array([k.fx, k.fy, k.cx, k.cy]))
+            os.replace(tmp, cached)
         return {'rgb': f.rgb, 'depth': f.depth_raw_m, 'gt': f.depth_gt_m,
-                'intrinsics': f.intrinsics, 'name': f'sim_{self.seed_base + index}'}
+                'intrinsics': f.intrinsics, 'name': name}

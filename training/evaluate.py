@@ -33,8 +33,7 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
-from s2ml_ros.model import load_checkpoint
-import torch
+from s2ml_ros.pipeline import DepthCompletionPredictor
 from tqdm import tqdm
 
 from . import datasets as ds
@@ -68,20 +67,16 @@ def hide_with_hole_pattern(raw: np.ndarray, donor_raw: np.ndarray
     return np.where(hidden, np.float32(0), raw).astype(np.float32), hidden
 
 
-def model_method(path: str, device: torch.device, keep_measured: bool) -> Method:
-    """:return: A fill function running a checkpoint's final stage."""
-    model, _ = load_checkpoint(path, device=device)
+def model_method(path: str, device: str, keep_measured: bool, precision: str = 'fp32'
+                 ) -> Method:
+    """
+    Wrap a checkpoint in the node's predictor, so offline and live results share one path.
 
-    @torch.inference_mode()
-    def run(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255
-        d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))[None, None]
-        out = model(x.to(device), d.to(device))[-1][0, 0].float().cpu().numpy()
-        if keep_measured:
-            out = np.where(depth > 0, depth, out)
-        return out.astype(np.float32)
-
-    return run
+    :return: A fill function returning the final stage's depth.
+    """
+    predictor = DepthCompletionPredictor.from_checkpoint(
+        path, device=device, precision=precision, keep_measured=keep_measured)
+    return predictor.predict
 
 
 def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]:
@@ -174,7 +169,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--keep-measured', action='store_true',
                    help='network output keeps measured pixels (baselines always do)')
-    p.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
+    p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'],
+                   help='network precision (reduced precision on CUDA only)')
     p.add_argument('--output', default=None, help='write results as .json or .csv')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
@@ -187,8 +184,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
     :return: source -> method -> metrics.
     """
     args = get_args_parser().parse_args(argv)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
     methods: Dict[str, Method] = {}
     for name in args.baselines:
         if name == 'raw':
@@ -198,7 +193,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         else:
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
     for path in args.checkpoint:
-        methods[f's2ml:{Path(path).stem}'] = model_method(path, device, args.keep_measured)
+        methods[f's2ml:{Path(path).stem}'] = model_method(path, args.device, args.keep_measured,
+                                                          args.precision)
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):

@@ -32,7 +32,7 @@ from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 import yaml
 
@@ -57,6 +57,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='simulated sensor presets, cycled over samples')
     p.add_argument('--train-samples', type=int, default=2000, help='simulated training frames')
     p.add_argument('--val-samples', type=int, default=64, help='simulated validation frames')
+    p.add_argument('--sim-cache', default=None,
+                   help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
                    help='simulated frame size')
     p.add_argument('--resize', type=int, nargs=2, default=None, metavar=('W', 'H'),
@@ -121,7 +123,7 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.data == 'sim':
         w, h = args.sim_size
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
-                                 transform=train_tf, seed=args.seed)
+                                 transform=train_tf, seed=args.seed, cache_dir=args.sim_cache)
         # Validation: simulated test-range seeds offset away from the fixed test set.
         val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
                                seed_offset=500_000, transform=val_tf)
@@ -140,6 +142,27 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         val = ds.RgbdFolder(args.data_path, transform=Compose(
             (pre or []) + [CenterCrop(cw, ch)]))
     return train, val
+
+
+class ShardSampler(Sampler):
+    """
+    Indices rank, rank + world, ... without padding, so every validation frame counts once.
+
+    (DistributedSampler pads the last round with repeated frames, which would bias metrics.)
+
+    :param size: Dataset length.
+    :param rank: This process's rank.
+    :param world_size: Number of processes.
+    """
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, size, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def lr_at(step: int, total: int, warmup: int, args: argparse.Namespace) -> float:
@@ -207,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     train_set, val_set = build_datasets(args)
     train_sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True,
                                        seed=args.seed) if info.distributed else None
-    val_sampler = DistributedSampler(val_set, info.world_size, info.rank, shuffle=False) \
+    val_sampler = ShardSampler(len(val_set), info.rank, info.world_size) \
         if info.distributed else None
     gen = torch.Generator().manual_seed(args.seed)
     loader_kw = {'num_workers': args.workers, 'pin_memory': info.device.type == 'cuda',
