@@ -31,11 +31,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image
-
 from s2ml_ros import conversions as conv
 from s2ml_ros.realsense_source import (RealSenseConfig, RealSenseError, RealSenseFrame,
                                        RealSenseSource)
+from sensor_msgs.msg import CameraInfo, Image
 
 NODE_NAME = 's2ml_realsense'
 TOPIC_COLOR = 'rgb/image'

@@ -148,7 +148,7 @@ def test_completion_node_completes_the_realsense_node_stream(tmp_path, recording
             completion.wait_ready()
             client = nh.GraphClient(domain, namespace='/cam')
             ok = client.wait_for(lambda: len(client.messages('depth')) >= 2
-                            and len(client.messages('cloud')) >= 1, timeout=60.0)
+                                 and len(client.messages('cloud')) >= 1, timeout=60.0)
             got = {k: len(client.messages(k)) for k in ('depth', 'info', 'cloud')}
             assert ok, f'{got}\n{completion.log()}'
             depth = client.messages('depth')[-1]
