@@ -152,6 +152,8 @@ class DepthCompletionPredictor:
 
     def _upload(self, name: str, array: np.ndarray) -> torch.Tensor:
         """Copy a host array to the device (through a reused pinned buffer on CUDA)."""
+        if not array.flags.writeable:  # e.g. a view of a message buffer; torch wants to own it
+            array = array.copy()
         host = torch.from_numpy(array)
         if self.device.type != 'cuda':
             return host
