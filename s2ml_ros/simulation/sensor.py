@@ -361,7 +361,8 @@ def view_cosine(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     Cosine of the angle between each pixel's viewing ray and the surface normal.
 
     Normals come from the cross product of the horizontal and vertical derivatives of the
-    back-projected points (one-sided differences on the smoother side).
+    back-projected points, in closed form from the depth derivatives (one-sided differences on
+    the smoother side).
 
     :param depth_m: Depth, float [H, W], meters, 0 = unknown.
     :param intrinsics: Camera model.
@@ -369,27 +370,25 @@ def view_cosine(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """
     z = np.asarray(depth_m, dtype=np.float32)
     xo, yo = pixel_rays(intrinsics)
-    px = z * xo[None, :]
-    py = z * yo[:, None]
-    pts = np.stack([px, py, z], axis=-1)
-    du = np.zeros_like(pts)
-    dv = np.zeros_like(pts)
-    # One-sided differences, taking the side with the smaller depth step, so that a depth
+    # One-sided depth differences, taking the side with the smaller step, so that a depth
     # discontinuity does not tilt the normal of the surface on either side of it.
-    fwd, bwd = pts[:, 1:] - pts[:, :-1], pts[:, 1:] - pts[:, :-1]
-    right = np.concatenate([fwd, fwd[:, -1:]], axis=1)
-    left = np.concatenate([bwd[:, :1], bwd], axis=1)
-    du[:] = np.where((np.abs(right[..., 2]) < np.abs(left[..., 2]))[..., None], right, left)
-    fwd = pts[1:] - pts[:-1]
-    down = np.concatenate([fwd, fwd[-1:]], axis=0)
-    up = np.concatenate([fwd[:1], fwd], axis=0)
-    dv[:] = np.where((np.abs(down[..., 2]) < np.abs(up[..., 2]))[..., None], down, up)
-    n = np.cross(du, dv)
-    ray = np.stack([np.broadcast_to(xo[None, :], z.shape), np.broadcast_to(yo[:, None], z.shape),
-                    np.ones_like(z)], axis=-1)
-    num = np.abs(np.sum(n * ray, axis=-1))
-    den = np.linalg.norm(n, axis=-1) * np.linalg.norm(ray, axis=-1)
-    cos = np.where(den > 1e-12, num / np.maximum(den, 1e-12), 1.0).astype(np.float32)
+    d = np.diff(z, axis=1)
+    right = np.concatenate([d, d[:, -1:]], axis=1)
+    left = np.concatenate([d[:, :1], d], axis=1)
+    zu = np.where(np.abs(right) < np.abs(left), right, left)
+    d = np.diff(z, axis=0)
+    down = np.concatenate([d, d[-1:]], axis=0)
+    up = np.concatenate([d[:1], d], axis=0)
+    zv = np.where(np.abs(down) < np.abs(up), down, up)
+    # For P = z (x, y, 1): dP/du x dP/dv is parallel to n = (-fx zu, -fy zv, fx zu x + fy zv y + z)
+    # and n . (x, y, 1) = z, so cos = z / (|n| |(x, y, 1)|).
+    a = intrinsics.fx * zu
+    b = intrinsics.fy * zv
+    x, y = xo[None, :], yo[:, None]
+    c = a * x + b * y + z
+    ray2 = x * x + y * y + 1.0
+    cos = z / np.sqrt(np.maximum((a * a + b * b + c * c) * ray2, 1e-12))
+    cos = np.clip(cos, 0.0, 1.0).astype(np.float32)
     return np.where(z > 0, cos, np.float32(1.0))
 
 
