@@ -133,10 +133,10 @@ def write_figure(path: Path, root: Path, sim: list) -> None:
     if real:
         r = real[0]
         blank = np.full_like(r['rgb'], 255)
-        cv2.putText(blank, 'no ground truth', (150, 250), cv2.FONT_HERSHEY_SIMPLEX, 1.5,
+        cv2.putText(blank, 'no ground truth', (130, 250), cv2.FONT_HERSHEY_SIMPLEX, 1.8,
                     (0, 0, 0), 3)
         tiles.append([r['rgb'], blank, _vis(r['depth'])])
-    rows = [np.hstack([cv2.resize(t, (320, 240), interpolation=cv2.INTER_AREA if t.ndim == 3
+    rows = [np.hstack([cv2.resize(t, (256, 192), interpolation=cv2.INTER_AREA if t.ndim == 3
                                   else cv2.INTER_NEAREST) for t in row]) for row in tiles]
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.vstack(rows)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
