@@ -1,5 +1,7 @@
 """Simulator behaviour: exact render, sensor failure modes, determinism, smooth motion."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,35 @@ def test_registration_to_colour_leaves_holes_on_the_other_side() -> None:
     assert np.all(raw[25:55, 60:63] == 0)
     assert np.all(raw[25:55, 65:90] > 0)
     assert np.all(raw[25:55, 36:40] == 0)
+
+
+def test_camera_accepts_a_real_camera_model_and_changes_rooms() -> None:
+    k = Intrinsics(61.3, 61.3, 32.2, 24.8, 64, 48)
+    cam = SimulatedRgbdCamera(sensor='active_stereo', seed=2, intrinsics=k, frames_per_scene=2)
+    a, b, c = cam.frame_at(0), cam.frame_at(1), cam.frame_at(2)
+    assert a.intrinsics == k and a.depth_raw_m.shape == (48, 64)
+    # Frames 0 and 1 share a room; frame 2 is in another one.
+    assert np.linalg.norm(a.pose[:3, 3] - b.pose[:3, 3]) < 0.05
+    assert cam._scene_for(1).room_size == cam._scene_for(0).room_size
+    assert cam._scene_for(2).room_size != cam._scene_for(0).room_size
+    assert not np.array_equal(b.depth_gt_m, c.depth_gt_m)
+
+
+REAL = Path('/work/shared/realdata/tum_slambook')
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason='shared real frames not available')
+def test_sensor_model_on_real_filled_depth_without_material_maps() -> None:
+    import cv2
+    from s2ml_ros.baselines import fill_nearest
+    rgb = cv2.imread(str(REAL / 'tum_fr2desk_1_color.png'))[..., ::-1].copy()
+    raw = cv2.imread(str(REAL / 'tum_fr2desk_1_depth_raw.png'), cv2.IMREAD_UNCHANGED) / 5000
+    filled = fill_nearest(rgb, raw.astype(np.float32))
+    k = Intrinsics(520.9, 521.0, 325.1, 249.7, 640, 480)
+    model = SensorModel.from_preset('structured_light')
+    sim = model.apply(filled, rgb, k, np.random.default_rng(0))
+    holes = sim == 0
+    assert 0.02 < holes.mean() < 0.6
+    dark = np.all(rgb <= 18, axis=2) & (filled < 5.0)
+    if dark.sum() > 500:
+        assert holes[dark].mean() > holes.mean()

@@ -63,16 +63,21 @@ class SimulatedRgbdCamera:
     :param fps: Frame rate of the trajectory, frames per second.
     :param hfov_deg: Horizontal field of view, degrees (Kinect v1 colour camera: about 63).
     :param frames_per_scene: Move to a new room every this many frames; None = one room.
+    :param intrinsics: Use this camera model (e.g. a real camera's) instead of ``width``,
+        ``height`` and ``hfov_deg``.
     """
 
     def __init__(self, width: int = 640, height: int = 480,
                  sensor: Union[str, SensorModel] = 'structured_light', seed: int = 0,
                  fps: float = 30.0, hfov_deg: float = 63.0,
-                 frames_per_scene: Optional[int] = None) -> None:
+                 frames_per_scene: Optional[int] = None,
+                 intrinsics: Optional[Intrinsics] = None) -> None:
         self.sensor = sensor if isinstance(sensor, SensorModel) else SensorModel.from_preset(
             sensor)
-        fx = (width / 2) / np.tan(np.deg2rad(hfov_deg) / 2)
-        self.intrinsics = Intrinsics(fx, fx, (width - 1) / 2, (height - 1) / 2, width, height)
+        if intrinsics is None:
+            fx = (width / 2) / np.tan(np.deg2rad(hfov_deg) / 2)
+            intrinsics = Intrinsics(fx, fx, (width - 1) / 2, (height - 1) / 2, width, height)
+        self.intrinsics = intrinsics
         self.seed = int(seed)
         self.fps = float(fps)
         self.frames_per_scene = frames_per_scene
