@@ -253,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'{report["frame_count"]} frames; hidden-pixel RMSE / MAE / coverage:')
     for name, m in report['overall'].items():
         rmse, mae, cov = m.get('rmse'), m.get('mae'), m.get('coverage')
-        print(f'  {name:16s} {_num(rmse)} m  {_num(mae)} m  {_num(cov)}')
+        print(f'  {name:24s} {_num(rmse)} m  {_num(mae)} m  {_num(cov)}')
     for path in report['output']['files'].values():
         print(f'wrote {path}')
     return 0

@@ -49,7 +49,8 @@ _DISTORTION_TO_ROS = {
 _PLAYBACK_POLL_MS = 20
 
 #: Names of the librealsense filter set-ups :class:`RealSenseDepthFilters` runs.
-FILTER_NAMES = ('rs_hole_filling', 'rs_spatial', 'rs_temporal', 'rs_chain')
+FILTER_NAMES = ('rs_hole_filling', 'rs_hole_filling_nearest', 'rs_spatial', 'rs_temporal',
+                'rs_chain')
 
 
 class RealSenseError(RuntimeError):
@@ -596,7 +597,9 @@ class RealSenseDepthFilters:
     filters run on real ``rs.depth_frame`` s exactly as they do on camera frames. Every set-up
     keeps its own filter instances, so the temporal filter sees the frame history. Set-ups:
 
-    - ``rs_hole_filling``: ``hole_filling_filter`` (default mode: farthest from around).
+    - ``rs_hole_filling``: ``hole_filling_filter`` with its default mode 1, farthest from
+      around (one far outlier next to a hole spreads into it).
+    - ``rs_hole_filling_nearest``: the same filter in mode 2, nearest from around.
     - ``rs_spatial``: ``spatial_filter`` with its default options (fills no holes by default).
     - ``rs_temporal``: ``temporal_filter`` with its default persistency.
     - ``rs_chain``: the realsense-ros order: disparity -> spatial -> temporal ->
@@ -637,6 +640,10 @@ class RealSenseDepthFilters:
         rs = self._rs
         if name == 'rs_hole_filling':
             return [rs.hole_filling_filter()]
+        if name == 'rs_hole_filling_nearest':
+            flt = rs.hole_filling_filter()
+            flt.set_option(rs.option.holes_fill, 2)
+            return [flt]
         if name == 'rs_spatial':
             return [rs.spatial_filter()]
         if name == 'rs_temporal':
