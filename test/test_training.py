@@ -116,3 +116,20 @@ def test_real_frames_are_scored_on_transplanted_holes() -> None:
                             'nearest', '--no-progress'])
     m = report[REAL.name]['nearest']
     assert m['hole_pixels'] > 1000 and m['hole_rmse'] < 0.5
+
+
+def test_robustness_degradations_corrupt_inputs_only() -> None:
+    from training.evaluate import DEGRADATIONS, degrade
+    rgb = np.random.default_rng(1).integers(60, 200, (32, 48, 3)).astype(np.uint8)
+    depth = np.full((32, 48), 2.0, np.float32)
+    depth[:, :8] = 6.0
+    for kind in DEGRADATIONS:
+        r, d = degrade(rgb, depth, kind, np.random.default_rng(0))
+        assert r.shape == rgb.shape and r.dtype == np.uint8 and d.shape == depth.shape
+        if kind == 'outdoor':
+            assert np.all(d[:, :8] == 0) and 0.15 < np.mean(d[:, 8:] > 0) < 0.55
+            np.testing.assert_array_equal(r, rgb)
+        elif kind != 'none':
+            assert not np.array_equal(r, rgb) and np.array_equal(d, depth)
+    with pytest.raises(ValueError, match='unknown degradation'):
+        degrade(rgb, depth, 'fog', np.random.default_rng(0))

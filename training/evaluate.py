@@ -67,6 +67,48 @@ def hide_with_hole_pattern(raw: np.ndarray, donor_raw: np.ndarray
     return np.where(hidden, np.float32(0), raw).astype(np.float32), hidden
 
 
+DEGRADATIONS = ('none', 'noise10', 'noise25', 'noise50', 'blur1', 'blur2', 'blur3', 'lowlight',
+                'jpeg20', 'outdoor')
+
+
+def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Generator
+            ) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    Corrupt the inputs for the robustness tests (research notes 5.2; the paper's levels unknown).
+
+    :param rgb: Colour, uint8 [H, W, 3].
+    :param depth: Raw depth, float32 [H, W] meters, 0 = hole.
+    :param kind: 'none'; 'noiseS' (Gaussian colour noise, sigma S / 255); 'blurS' (Gaussian
+        blur, sigma S px); 'lowlight' (x0.3 intensity, gamma 2, noise sigma 10); 'jpeg20'
+        (JPEG quality 20); 'outdoor' (50-80% of the valid depth removed in large blobs, as
+        sunlight washes out the pattern, and depth beyond 4.5 m dropped).
+    :param rng: Random generator.
+    :return: (colour, depth) after the corruption.
+    """
+    if kind == 'none':
+        return rgb, depth
+    img = rgb.astype(np.float32)
+    if kind.startswith('noise'):
+        img += rng.normal(0, float(kind[5:]), img.shape)
+    elif kind.startswith('blur'):
+        img = cv2.GaussianBlur(img, (0, 0), float(kind[4:]))
+    elif kind == 'lowlight':
+        img = 255 * (0.3 * img / 255) ** 2 + rng.normal(0, 10, img.shape)
+    elif kind == 'jpeg20':
+        ok, buf = cv2.imencode('.jpg', rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 20])
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+    elif kind == 'outdoor':
+        h, w = depth.shape
+        coarse = rng.standard_normal((max(2, h // 32), max(2, w // 32))).astype(np.float32)
+        field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        keep = field > np.quantile(field, rng.uniform(0.5, 0.8))
+        depth = np.where(keep & (depth < 4.5), depth, np.float32(0)).astype(np.float32)
+        return rgb, depth
+    else:
+        raise ValueError(f'unknown degradation {kind!r}; choose from {DEGRADATIONS}')
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8), depth
+
+
 def model_method(path: str, device: str, keep_measured: bool, precision: str = 'fp32'
                  ) -> Method:
     """
@@ -102,7 +144,7 @@ def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]
 
 
 def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
-                     hide_holes: bool, quiet: bool = True
+                     hide_holes: bool, quiet: bool = True, degradation: str = 'none'
                      ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every method on every frame.
@@ -112,6 +154,8 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
     :param hide_holes: Hide valid pixels with the next frame's hole pattern and use the
         original raw depth as ground truth (for frames without ground truth).
     :param quiet: No progress bar.
+    :param degradation: Input corruption applied after hiding (see :func:`degrade`); the
+        ground truth is never corrupted.
     :return: (name -> metrics, name -> seconds per frame).
     """
     accs = {name: DepthMetricAccumulator() for name in methods}
@@ -125,6 +169,7 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
                 raise SystemExit('hiding holes needs at least two frames (a donor pattern)')
             raw, _ = hide_with_hole_pattern(s['depth'], frames[(i + 1) % n]['depth'])
             gt = s['depth']
+        rgb, raw = degrade(rgb, raw, degradation, np.random.default_rng([7, i]))
         for name, fill in methods.items():
             t0 = time.perf_counter()
             pred = fill(rgb, raw)
@@ -167,6 +212,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f'baselines to score: raw and any of {list(BASELINES)}')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
+    p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
+                   help='input corruptions for robustness tests; one table per corruption')
     p.add_argument('--keep-measured', action='store_true',
                    help='network output keeps measured pixels (baselines always do)')
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -201,14 +248,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         frames = [dataset.sample(i) for i in range(len(dataset))]
         no_gt = all(np.array_equal(f['gt'], f['depth']) for f in frames)
         hide = args.hide_holes == 'yes' or (args.hide_holes == 'auto' and no_gt)
-        results, times = evaluate_methods(frames, methods, hide, args.no_progress)
-        report[source] = results
-        print(f'\n## {source}: {len(frames)} frames'
-              + (', valid pixels hidden with real hole patterns' if hide else ''))
-        print(format_table(results, times))
-        for name, m in results.items():
-            rows.append({'source': source, 'method': name, 'hidden_holes': hide,
-                         'ms_per_frame': 1e3 * times[name], **m})
+        for kind in args.degrade:
+            key = source if kind == 'none' else f'{source}+{kind}'
+            results, times = evaluate_methods(frames, methods, hide, args.no_progress, kind)
+            report[key] = results
+            print(f'\n## {key}: {len(frames)} frames'
+                  + (', valid pixels hidden with real hole patterns' if hide else ''))
+            print(format_table(results, times))
+            for name, m in results.items():
+                rows.append({'source': source, 'degradation': kind, 'method': name,
+                             'hidden_holes': hide, 'ms_per_frame': 1e3 * times[name], **m})
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
