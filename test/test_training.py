@@ -97,13 +97,15 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
     out = tmp_path / 'eval.json'
     report = evaluate.main(['--data', 'sim', '--num-samples', '2', '--sim-size', '48', '36',
                             '--baselines', 'raw', 'nearest', '--checkpoint', str(ckpt),
-                            '--device', 'cpu', '--no-progress', '--output', str(out)])
+                            '--device', 'cpu', '--no-progress', '--output', str(out),
+                            '--stages'])
     res = report['sim_test']
-    assert set(res) == {'raw', 'nearest', 's2ml:net'}
+    assert set(res) == {'raw', 'nearest', 's2ml:net', 's2ml:net@1', 's2ml:net@2'}
+    assert res['s2ml:net'] == res['s2ml:net@2']
     assert res['nearest']['hole_rmse'] < res['raw']['hole_rmse']
     assert res['raw']['hole_delta1'] == 0.0
     rows = json.loads(out.read_text())
-    assert len(rows) == 3 and all(r['images'] == 2 for r in rows)
+    assert len(rows) == 5 and all(r['images'] == 2 for r in rows)
 
 
 REAL = Path('/work/shared/realdata/realsense_d4xx_ucn')

@@ -109,16 +109,37 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), depth
 
 
-def model_method(path: str, device: str, keep_measured: bool, precision: str = 'fp32'
-                 ) -> Method:
+def model_methods(path: str, device: str, keep_measured: bool, precision: str = 'fp32',
+                  stages: bool = False) -> Dict[str, Method]:
     """
     Wrap a checkpoint in the node's predictor, so offline and live results share one path.
 
-    :return: A fill function returning the final stage's depth.
+    :param stages: Also score every cascade stage ('s2ml:<name>@<k>', k = 1..K).
+    :return: name -> fill function; 's2ml:<name>' is the final stage.
     """
     predictor = DepthCompletionPredictor.from_checkpoint(
         path, device=device, precision=precision, keep_measured=keep_measured)
-    return predictor.predict
+    name = f's2ml:{Path(path).stem}'
+    if not stages:
+        return {name: predictor.predict}
+    last: Dict[str, object] = {}
+
+    def stage(k: int) -> Method:
+        def run(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
+            # One forward pass per frame serves every stage (the inputs are kept referenced,
+            # so identity comparison is safe).
+            if last.get('rgb') is not rgb or last.get('depth') is not depth:
+                last.update(rgb=rgb, depth=depth, out=predictor.predict_stages(rgb, depth))
+            out = last['out'][k]
+            if keep_measured:
+                out = np.where(depth > 0, depth, out).astype(np.float32)
+            return out
+        return run
+
+    num = predictor.model.config.num_pairs
+    methods = {f'{name}@{k + 1}': stage(k) for k in range(num)}
+    methods[name] = stage(num - 1)
+    return methods
 
 
 def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]:
@@ -214,6 +235,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
                    help='input corruptions for robustness tests; one table per corruption')
+    p.add_argument('--stages', action='store_true',
+                   help='also score every cascade stage of each checkpoint')
     p.add_argument('--keep-measured', action='store_true',
                    help='network output keeps measured pixels (baselines always do)')
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -240,8 +263,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         else:
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
     for path in args.checkpoint:
-        methods[f's2ml:{Path(path).stem}'] = model_method(path, args.device, args.keep_measured,
-                                                          args.precision)
+        methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
+                                     args.stages))
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):
