@@ -30,36 +30,45 @@ def _pyplot():
     return plt
 
 
-def plot_error_maps(maps: List[Dict[str, Any]], methods: List[str]) -> Optional[str]:
+def plot_error_maps(maps: List[Dict[str, Any]], methods: List[str],
+                    columns: int = 5) -> Optional[str]:
     """
-    Colour, input depth, target depth and absolute error per method, one row per frame.
+    Colour, input depth, target depth and absolute error per method, a block per frame.
 
     Errors are drawn on the scored holes only; grey is not scored, white is no depth.
 
     :param maps: Entries of :attr:`s2ml_ros.offline_eval.Evaluation.maps`.
     :param methods: Methods to show, in order.
+    :param columns: Panels per row.
     :return: Base64 PNG, or None without maps.
     """
     if not maps:
         return None
     plt = _pyplot()
-    cols = 3 + len(methods)
-    fig, axes = plt.subplots(len(maps), cols, figsize=(2.4 * cols, 2.0 * len(maps) + 0.4),
-                             squeeze=False)
     depth_cmap = plt.get_cmap('turbo').with_extremes(bad='white')
     # Grey: not scored (a measured pixel, or no target).
     error_cmap = plt.get_cmap('magma').with_extremes(bad='#d9d9d9')
-    for row, entry in enumerate(maps):
+    panels_per_frame = 3 + len(methods)
+    cols = min(columns, panels_per_frame)
+    rows_per_frame = -(-panels_per_frame // cols)
+    rows = rows_per_frame * len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for block, entry in enumerate(maps):
         target = entry['target']
         finite = target[np.isfinite(target)]
         vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
         errs = [e[np.isfinite(e)] for e in entry['errors'].values()]
-        emax = max([float(np.percentile(e, 99)) for e in errs if e.size] + [1e-3])
-        panels = [('colour', entry['rgb'], None), ('input depth', entry['input'], 'depth'),
-                  ('target depth', target, 'depth')]
+        # One scale for every method: the median of their 99th percentiles, so that one
+        # method with metre-size errors does not turn the others black.
+        emax = max(float(np.median([np.percentile(e, 99) for e in errs if e.size] or [0])),
+                   1e-3)
+        panels = [(f'frame {entry["index"]}: colour', entry['rgb'], None),
+                  ('input depth', entry['input'], 'depth'), ('target depth', target, 'depth')]
         panels += [(f'|error| {m}', entry['errors'][m], 'error') for m in methods]
-        for col, (title, img, kind) in enumerate(panels):
-            ax = axes[row][col]
+        for k, (title, img, kind) in enumerate(panels):
+            ax = axes[block * rows_per_frame + k // cols][k % cols]
             if kind is None:
                 ax.imshow(img)
             elif kind == 'depth':
@@ -67,10 +76,8 @@ def plot_error_maps(maps: List[Dict[str, Any]], methods: List[str]) -> Optional[
                 ax.imshow(shown, cmap=depth_cmap, vmin=0, vmax=vmax)
             else:
                 im = ax.imshow(img, cmap=error_cmap, vmin=0, vmax=emax)
-            ax.set_title(f'{title}\nframe {entry["index"]}' if col == 0 else title, fontsize=7)
-            ax.axis('off')
-        if methods:
-            fig.colorbar(im, ax=axes[row][-1], fraction=0.046, pad=0.02, label='m')
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label='m')
+            ax.set_title(title, fontsize=8)
     return _figure_png(fig)
 
 
@@ -113,16 +120,22 @@ def plot_holes_over_time(frames: List[Dict[str, Any]]) -> Optional[str]:
 
 
 def plot_latency(frames: List[Dict[str, Any]], methods: List[str]) -> Optional[str]:
-    """:return: Base64 PNG of the per-frame latency histogram of each method."""
-    if not frames:
+    """:return: Base64 PNG of the per-frame latency histogram of each method (log scale)."""
+    values = {m: [f['methods'][m]['latency_ms'] for f in frames if m in f['methods']]
+              for m in methods}
+    every = [v for vs in values.values() for v in vs if v > 0]
+    if not every:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 2.8))
-    for name in methods:
-        values = [f['methods'][name]['latency_ms'] for f in frames if name in f['methods']]
-        if values:
-            ax.hist(values, bins=min(30, max(5, len(values))), alpha=0.5, label=name)
-    ax.set_xlabel('latency per frame, ms')
+    fig, ax = plt.subplots(figsize=(6.5, 3.0))
+    lo, hi = min(every), max(every)
+    bins = np.logspace(np.log10(lo * 0.9), np.log10(hi * 1.1), 40)
+    colors = plt.get_cmap('tab20').colors
+    for k, name in enumerate(methods):
+        if values[name]:
+            ax.hist(values[name], bins=bins, alpha=0.6, label=name, color=colors[k % 20])
+    ax.set_xscale('log')
+    ax.set_xlabel('latency per frame, ms (log scale)')
     ax.set_ylabel('frames')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
