@@ -223,3 +223,16 @@ def test_train_transform_output_size_and_holes_stay_holes() -> None:
     # Nearest-neighbour resampling: every value is an original depth divided by one factor.
     ratio = out['gt'][out['depth'] > 0] / out['depth'][out['depth'] > 0]
     np.testing.assert_allclose(ratio, 1.0)
+
+
+def test_exported_simulated_frames_read_back_as_a_folder(tmp_path: Path) -> None:
+    from training.export_sim import main as export_main
+    out = tmp_path / 'sim'
+    export_main(['--out', str(out), '--num', '2', '--size', '48', '36', '--sensor', 'tof'])
+    ds = RgbdFolder(out, on_bad_frame='raise')
+    ref = SimulatedRgbd(2, 48, 36, ['tof'], 'test').sample(1)
+    s = ds.sample(1)
+    np.testing.assert_array_equal(s['rgb'], ref['rgb'])
+    np.testing.assert_allclose(s['gt'], ref['gt'], atol=5e-4)
+    np.testing.assert_allclose(s['depth'], ref['depth'], atol=5e-4)
+    assert s['intrinsics'] == ref['intrinsics']
