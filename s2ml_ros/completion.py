@@ -18,11 +18,12 @@ from typing import Any, Optional, Tuple
 import cv2
 import numpy as np
 
-from s2ml_ros.conversions import (color_to_rgb, ConversionError, depth_to_meters,
-                                  intrinsics_from_camera_info, MASK_COMPLETED, MASK_INVALID,
-                                  MASK_MEASURED)
+from s2ml_ros.conversions import (color_to_rgb, ConversionError, depth_image_fields,
+                                  depth_to_meters, ImageFields, intrinsics_from_camera_info,
+                                  MASK_COMPLETED, MASK_MEASURED, numpy_to_image_fields)
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.params import NodeParams
+from s2ml_ros.pointcloud import with_nan
 
 
 @dataclass
@@ -116,15 +117,21 @@ def finalize_depth(completed: np.ndarray, measured_m: np.ndarray, params: NodePa
         ``with_mask`` is False).
     """
     depth = np.asarray(completed, dtype=np.float32)
-    valid = np.isfinite(depth) & (depth > 0) & (depth >= params.min_depth_m) \
-        & (depth <= params.max_depth_m)
-    out = np.where(valid, depth, np.float32(np.nan))
+    # Comparisons with NaN are False, and max_depth_m is finite, so NaN and inf drop out here.
+    valid = depth <= np.float32(params.max_depth_m)
+    if params.min_depth_m > 0:
+        valid &= depth >= np.float32(params.min_depth_m)
+    else:
+        valid &= depth > 0
+    out = with_nan(depth, valid)
     if not with_mask:
         return out, None
-    mask = np.full(depth.shape, MASK_INVALID, dtype=np.uint8)
-    mask[valid] = MASK_COMPLETED
+    # MASK_INVALID is 0, so the mask is built by arithmetic on the 0/1 flags (fast).
+    flags = valid.view(np.uint8)
+    mask = flags * np.uint8(MASK_COMPLETED)
     if params.keep_measured:
-        mask[valid & (measured_m > 0)] = MASK_MEASURED
+        measured = (measured_m > 0) & valid
+        mask += measured.view(np.uint8) * np.uint8(MASK_MEASURED - MASK_COMPLETED)
     return out, mask
 
 
@@ -139,3 +146,16 @@ def filled_fraction(measured_m: np.ndarray, output_m: np.ndarray) -> Tuple[float
     total = max(measured_m.size, 1)
     return (float(np.count_nonzero(measured_m > 0)) / total,
             float(np.count_nonzero(np.isfinite(output_m))) / total)
+
+
+def output_depth_fields(depth_out: np.ndarray, encoding: str) -> ImageFields:
+    """
+    Encode the output of :func:`finalize_depth` (already NaN where unknown).
+
+    :param depth_out: float32 [H, W] meters, NaN = unknown.
+    :param encoding: '32FC1' (sent as is) or '16UC1' (millimeters, 0 = unknown).
+    :return: Image field values.
+    """
+    if encoding == '32FC1':
+        return numpy_to_image_fields(depth_out, '32FC1')
+    return depth_image_fields(depth_out, encoding)

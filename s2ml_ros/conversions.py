@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from s2ml_ros.geometry import GeometryError, Intrinsics
+from s2ml_ros.pointcloud import valid_depth, with_nan
 
 DEPTH_ENCODINGS = ('16UC1', '32FC1')
 COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
@@ -283,15 +284,25 @@ def depth_image_fields(depth_m: np.ndarray, encoding: str = '32FC1') -> ImageFie
     :return: The field values.
     """
     depth = np.asarray(depth_m, dtype=np.float32)
-    valid = np.isfinite(depth) & (depth > 0)
+    valid = valid_depth(depth)
     if encoding == '32FC1':
-        return numpy_to_image_fields(np.where(valid, depth, np.float32(np.nan)), '32FC1')
+        return numpy_to_image_fields(with_nan(depth, valid), '32FC1')
     if encoding == '16UC1':
         mm = np.where(valid, np.rint(depth * 1000.0), 0.0)
         mm[mm > 65535] = 0
         return numpy_to_image_fields(mm.astype(np.uint16), '16UC1')
     raise ConversionError(
         f'unsupported output depth encoding {encoding!r}; accepted: 32FC1, 16UC1')
+
+
+def byte_array(nbytes: int) -> array.array:
+    """
+    Zero-filled ``array.array('B')`` to build message data in place (see ``build_cloud``).
+
+    :param nbytes: Size in bytes.
+    :return: The array; ``np.frombuffer`` gives a writable view of it.
+    """
+    return array.array('B', b'\x00') * int(nbytes)
 
 
 def to_byte_array(data: np.ndarray) -> array.array:
@@ -323,6 +334,23 @@ def fill_image(msg: Any, fields: ImageFields, header: Any = None) -> Any:
     return msg
 
 
+def new_message(cls: Any) -> Any:
+    """
+    Instantiate a message class so that assigning an ``array.array`` to a byte field keeps it.
+
+    On Jazzy and later, generated messages copy an assigned ``array.array`` unless field checks
+    are on (``check_fields=True``); with them on, the array is stored as is, saving a copy of every
+    image and cloud. Humble's messages have no such switch and always store it.
+
+    :param cls: A generated message class, e.g. ``sensor_msgs.msg.Image``.
+    :return: A new instance.
+    """
+    try:
+        return cls(check_fields=True)
+    except (AssertionError, TypeError):
+        return cls()
+
+
 def make_image(fields: ImageFields, header: Any = None) -> Any:
     """
     Build a ``sensor_msgs.msg.Image`` (imports sensor_msgs on first use).
@@ -332,7 +360,7 @@ def make_image(fields: ImageFields, header: Any = None) -> Any:
     :return: The message.
     """
     from sensor_msgs.msg import Image
-    return fill_image(Image(), fields, header)
+    return fill_image(new_message(Image), fields, header)
 
 
 def fill_camera_info(msg: Any, fields: Dict[str, Any], header: Any = None) -> Any:
@@ -360,7 +388,7 @@ def make_camera_info(fields: Dict[str, Any], header: Any = None) -> Any:
     :return: The message.
     """
     from sensor_msgs.msg import CameraInfo
-    return fill_camera_info(CameraInfo(), fields, header)
+    return fill_camera_info(new_message(CameraInfo), fields, header)
 
 
 def fill_point_cloud(msg: Any, cloud: Any, header: Any = None,
@@ -384,7 +412,8 @@ def fill_point_cloud(msg: Any, cloud: Any, header: Any = None,
     msg.is_bigendian = cloud.is_bigendian
     msg.point_step, msg.row_step = cloud.point_step, cloud.row_step
     msg.is_dense = cloud.is_dense
-    msg.data = to_byte_array(cloud.data)
+    msg.data = cloud.data if isinstance(cloud.data, array.array) and cloud.data.typecode == 'B' \
+        else to_byte_array(cloud.data)
     return msg
 
 
@@ -397,7 +426,7 @@ def make_point_cloud(cloud: Any, header: Any = None) -> Any:
     :return: The message.
     """
     from sensor_msgs.msg import PointCloud2
-    return fill_point_cloud(PointCloud2(), cloud, header)
+    return fill_point_cloud(new_message(PointCloud2), cloud, header)
 
 
 def stamp_to_ns(stamp: Any) -> int:

@@ -30,8 +30,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from s2ml_ros import conversions as conv
-from s2ml_ros.completion import filled_fraction, finalize_depth, prepare_frame
+from s2ml_ros.completion import (filled_fraction, finalize_depth, output_depth_fields,
+                                 prepare_frame)
 from s2ml_ros.frame_slot import LatestSlot, SlotWorker
+from s2ml_ros.malloc_tuning import keep_large_buffers
 from s2ml_ros.node_stats import RateMeter, RollingStats
 from s2ml_ros.params import (NodeParams, PARAM_SPECS, param_type, ParameterError,
                              params_from_mapping, with_changes)
@@ -337,7 +339,7 @@ class DepthCompletionNode(Node):
         msgs = []
         if want_depth:
             msgs.append((self._pub_depth, conv.make_image(
-                conv.depth_image_fields(depth_out, p.output_encoding), header)))
+                output_depth_fields(depth_out, p.output_encoding), header)))
         if want_mask:
             msgs.append((self._pub_mask, conv.make_image(
                 conv.numpy_to_image_fields(mask, 'mono8'), header)))
@@ -345,7 +347,8 @@ class DepthCompletionNode(Node):
         cloud_msg = None
         if want_cloud and frame.intrinsics is not None:
             cloud = build_cloud(depth_out, frame.intrinsics,
-                                frame.rgb if p.cloud_rgb else None, p.cloud_decimation)
+                                frame.rgb if p.cloud_rgb else None, p.cloud_decimation,
+                                allocate=conv.byte_array)
             cloud_msg = conv.make_point_cloud(cloud, header)
         t4 = time.perf_counter()
         if info_out is not None:
@@ -461,6 +464,7 @@ def main(args: Optional[List[str]] = None) -> int:
     :param args: Command line (default ``sys.argv``), ``--ros-args`` included.
     :return: 0 after a clean shutdown, 1 when the node could not start.
     """
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     code = 0

@@ -1,15 +1,16 @@
 """
 Organized PointCloud2 payloads built with numpy, in the layout depth_image_proc publishes.
 
-Pure numpy; no ROS. :func:`build_cloud` returns the field table and the bytes;
+numpy and OpenCV; no ROS. :func:`build_cloud` returns the field table and the bytes;
 :func:`s2ml_ros.conversions.fill_point_cloud` turns them into a message. The cloud keeps the image
 grid (``height`` x ``width``), writes NaN for every coordinate of an unknown pixel and is never
 dense, so consumers can index points by pixel.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from s2ml_ros.geometry import GeometryError, Intrinsics, pixel_rays
@@ -21,6 +22,35 @@ UINT32 = 6
 # (name, offset, datatype, count) of each field, as in sensor_msgs/PointField.
 XYZ_FIELDS = (('x', 0, FLOAT32, 1), ('y', 4, FLOAT32, 1), ('z', 8, FLOAT32, 1))
 XYZRGB_FIELDS = XYZ_FIELDS + (('rgb', 12, FLOAT32, 1),)
+_NAN_BITS = np.uint32(0x7FC00000)
+
+
+def with_nan(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """
+    Copy of ``values`` with NaN wherever ``valid`` is False.
+
+    Same result as ``np.where(valid, values, nan)`` but done with integer bit masks, about four
+    times faster on a 640x480 image (``np.where`` is slow on float data containing NaN).
+
+    :param values: float32 array.
+    :param valid: bool array of the same shape.
+    :return: New float32 array.
+    """
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    keep = np.ascontiguousarray(valid, dtype=bool).view(np.uint8).astype(np.uint32)
+    np.negative(keep, out=keep)  # 0 -> 0, 1 -> 0xFFFFFFFF
+    out = values.view(np.uint32) & keep
+    np.invert(keep, out=keep)
+    keep &= _NAN_BITS
+    out |= keep
+    return out.view(np.float32)
+
+
+def valid_depth(depth_m: np.ndarray) -> np.ndarray:
+    """:return: bool mask of finite, positive depth (NaN, inf, 0 and negatives are invalid)."""
+    valid = depth_m > 0  # False for NaN
+    valid &= depth_m < np.inf
+    return valid
 
 
 @dataclass(frozen=True)
@@ -73,7 +103,8 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.ndarray] = None,
-                decimation: int = 1) -> CloudData:
+                decimation: int = 1,
+                allocate: Optional[Callable[[int], Any]] = None) -> CloudData:
     """
     Back-project a depth image into an organized x, y, z (, rgb) cloud in the optical frame.
 
@@ -85,7 +116,10 @@ def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.nd
     :param rgb: uint8 [H, W, 3] colors registered to the depth, or None for an x, y, z cloud.
     :param decimation: Keep every n-th row and column (1 = full resolution); the cloud stays
         organized with ceil(H / n) x ceil(W / n) points.
-    :return: The cloud layout and bytes.
+    :param allocate: Called with the number of bytes; returns the writable buffer the points
+        are written into (e.g. an ``array.array('B')`` that a message can take without another
+        copy). Default: a numpy uint8 array.
+    :return: The cloud layout and bytes (``data`` is the allocated buffer).
     """
     depth = np.asarray(depth_m, dtype=np.float32)
     if depth.shape != (intrinsics.height, intrinsics.width):
@@ -103,19 +137,27 @@ def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.nd
         rgb = None if rgb is None else rgb[::n, ::n]
     height, width = depth.shape
     channels = 3 if rgb is None else 4
-    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
-    points = np.empty((height, width, channels), dtype=np.float32)
-    np.multiply(z, x_over_z[None, :], out=points[..., 0])
-    np.multiply(z, y_over_z[:, None], out=points[..., 1])
-    points[..., 2] = z
-    if rgb is not None:
-        points[..., 3] = pack_rgb(rgb)
-    fields = XYZ_FIELDS if rgb is None else XYZRGB_FIELDS
     point_step = 4 * channels
-    if points.dtype.byteorder == '>':  # pragma: no cover - big-endian hosts only
-        points = points.byteswap()
-    return CloudData(height, width, fields, point_step, point_step * width,
-                     points.reshape(-1).view(np.uint8))
+    nbytes = point_step * width * height
+    data = np.empty(nbytes, np.uint8) if allocate is None else allocate(nbytes)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if raw.size != nbytes:
+        raise GeometryError(f'allocated {raw.size} bytes for a {nbytes}-byte cloud')
+    points = raw.view('<f4').reshape(height, width, channels)
+    z = with_nan(depth, valid_depth(depth))
+    planes = [z * x_over_z[None, :], z * y_over_z[:, None], z]
+    if rgb is not None:
+        # rgb field: little-endian 0x00RRGGBB, i.e. bytes b, g, r, 0 = BGRA with alpha 0.
+        bgra = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGRA)
+        packed = bgra.view(np.uint32)[..., 0]
+        packed &= np.uint32(0x00FFFFFF)
+        planes.append(packed.view(np.float32))
+    # cv2.merge interleaves the planes in one pass, straight into the output buffer.
+    merged = cv2.merge(planes, dst=points)
+    if merged.ctypes.data != points.ctypes.data:  # pragma: no cover - cv2 reallocated
+        points[...] = merged
+    fields = XYZ_FIELDS if rgb is None else XYZRGB_FIELDS
+    return CloudData(height, width, fields, point_step, point_step * width, data)
 
 
 _DATATYPE_TO_NUMPY = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}

@@ -22,6 +22,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from s2ml_ros import conversions as conv
+from s2ml_ros.malloc_tuning import keep_large_buffers
 from sensor_msgs.msg import CameraInfo, Image
 
 _PARAMS = (
@@ -135,6 +136,7 @@ def main(args: Optional[List[str]] = None) -> int:
     :param args: Command line, ``--ros-args`` included.
     :return: Exit code: 0 after a clean shutdown, 1 for a bad parameter.
     """
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     code = 0

@@ -1,0 +1,151 @@
+"""Unit tests of the per-frame steps (s2ml_ros.completion), statistics and module boundaries."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from s2ml_ros import conversions as conv
+from s2ml_ros.completion import (filled_fraction, finalize_depth, output_depth_fields,
+                                 prepare_frame)
+from s2ml_ros.geometry import Intrinsics
+from s2ml_ros.node_stats import RateMeter, RollingStats
+from s2ml_ros.params import NodeParams
+from s2ml_ros.pointcloud import build_cloud, cloud_to_array, valid_depth, with_nan
+
+
+def image(arr, encoding):
+    f = conv.numpy_to_image_fields(arr, encoding)
+    return SimpleNamespace(height=f.height, width=f.width, encoding=f.encoding,
+                           is_bigendian=0, step=f.step, data=f.data.tobytes())
+
+
+def info(width, height, fx=100.0, cx=None, cy=None):
+    cx = (width - 1) / 2 if cx is None else cx
+    cy = (height - 1) / 2 if cy is None else cy
+    return SimpleNamespace(width=width, height=height, k=[fx, 0, cx, 0, fx, cy, 0, 0, 1],
+                           d=[0.0] * 5, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                           distortion_model='plumb_bob', binning_x=0, binning_y=0)
+
+
+@pytest.fixture
+def inputs():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)
+    mm = rng.integers(300, 12000, (12, 16)).astype(np.uint16)
+    mm[:3, :3] = 0
+    return rgb, mm
+
+
+def test_color_is_resized_to_depth_and_intrinsics_follow(inputs):
+    rgb, mm = inputs
+    frame = prepare_frame(image(rgb, 'rgb8'), image(mm, '16UC1'), info(32, 24), NodeParams())
+    assert frame.resized and frame.size == (16, 12) and frame.rgb.shape == (12, 16, 3)
+    assert frame.intrinsics == Intrinsics(100.0, 100.0, 15.5, 11.5, 32, 24).resized(16, 12)
+    # Range filter: beyond max_depth_m (10 m) counts as missing.
+    assert (frame.depth_m[mm > 10000] == 0).all()
+    np.testing.assert_allclose(frame.depth_m[(mm > 0) & (mm <= 10000)],
+                               mm[(mm > 0) & (mm <= 10000)] * 0.001, rtol=1e-6)
+
+
+def test_output_size_color_upsamples_depth_nearest(inputs):
+    rgb, mm = inputs
+    p = NodeParams(output_size='color', max_depth_m=100.0)
+    frame = prepare_frame(image(rgb, 'rgb8'), image(mm, '16UC1'), info(16, 12), p)
+    assert frame.size == (32, 24)
+    np.testing.assert_allclose(frame.depth_m[::2, ::2], mm * np.float32(0.001), rtol=1e-6)
+    np.testing.assert_allclose(frame.depth_m[1::2, 1::2], mm * np.float32(0.001), rtol=1e-6)
+    assert frame.intrinsics.size == (32, 24)
+
+
+def test_missing_or_bad_camera_info_is_reported_not_raised(inputs):
+    rgb, mm = inputs
+    frame = prepare_frame(image(rgb[:12, :16], 'rgb8'), image(mm, '16UC1'), None, NodeParams())
+    assert frame.intrinsics is None and frame.intrinsics_error == 'no CameraInfo received'
+    bad = info(16, 12)
+    bad.k = [0.0] * 9
+    frame = prepare_frame(image(rgb[:12, :16], 'rgb8'), image(mm, '16UC1'), bad, NodeParams())
+    assert frame.intrinsics is None and 'all zero' in frame.intrinsics_error
+
+
+def test_bad_images_raise_conversion_error(inputs):
+    rgb, mm = inputs
+    with pytest.raises(conv.ConversionError):
+        prepare_frame(image(rgb, 'rgb8'), image(rgb, 'rgb8'), None, NodeParams())
+
+
+def test_finalize_depth_and_mask():
+    completed = np.array([[1.0, 2.0, 0.0, np.nan, 20.0, 3.0]], np.float32)
+    measured = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 3.0]], np.float32)
+    out, mask = finalize_depth(completed, measured, NodeParams(min_depth_m=0.5,
+                                                               max_depth_m=10.0))
+    np.testing.assert_array_equal(np.isnan(out), [[False, False, True, True, True, False]])
+    np.testing.assert_array_equal(mask, [[conv.MASK_MEASURED, conv.MASK_COMPLETED, 0, 0, 0,
+                                          conv.MASK_MEASURED]])
+    _, mask = finalize_depth(completed, measured, NodeParams(keep_measured=False))
+    assert not (mask == conv.MASK_MEASURED).any()
+    out2, none = finalize_depth(completed, measured, NodeParams(), with_mask=False)
+    assert none is None
+    assert filled_fraction(measured, out) == (pytest.approx(2 / 6), pytest.approx(3 / 6))
+    f16 = output_depth_fields(out2, '16UC1')
+    assert f16.encoding == '16UC1'
+    assert output_depth_fields(out2, '32FC1').encoding == '32FC1'
+
+
+def test_with_nan_matches_where():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(7, 9)).astype(np.float32)
+    x[0, 0], x[1, 1] = np.inf, np.nan
+    valid = valid_depth(x)
+    assert not valid[0, 0] and not valid[1, 1] and (valid == ((x > 0) & np.isfinite(x))).all()
+    out = with_nan(x, valid)
+    np.testing.assert_array_equal(out[valid], x[valid])
+    assert np.isnan(out[~valid]).all()
+
+
+def test_cloud_into_a_message_buffer_without_copy():
+    k = Intrinsics(10.0, 10.0, 3.5, 2.5, 8, 6)
+    depth = np.full((6, 8), 2.0, np.float32)
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    cloud = build_cloud(depth, k, rgb, allocate=conv.byte_array)
+    msg = conv.make_point_cloud(cloud)
+    assert msg.data is cloud.data  # the array.array is handed over, not copied
+    pts = cloud_to_array(msg.data, 6, 8, msg.fields, msg.point_step)
+    assert (pts['z'] == 2.0).all()
+
+
+def test_rate_meter_and_rolling_stats():
+    meter = RateMeter(window_s=2.0)
+    assert meter.rate(0.0) == 0.0
+    for i in range(11):
+        meter.tick(10.0 + 0.1 * i)
+    assert meter.rate(11.0) == pytest.approx(10.0)
+    assert meter.last() == pytest.approx(11.0)
+    assert meter.rate(20.0) == 0.0 and meter.count == 11
+    stats = RollingStats(size=3)
+    for v in (1.0, 2.0, 3.0, 10.0):
+        stats.add('a', v)
+    assert stats.summary('a') == (3.0, 10.0, 3)
+    med, mx, n = stats.summary('missing')
+    assert n == 0 and np.isnan(med)
+    assert stats.names() == ('a',)
+
+
+PURE = ['s2ml_ros.conversions', 's2ml_ros.sync', 's2ml_ros.params', 's2ml_ros.pointcloud',
+        's2ml_ros.frame_slot', 's2ml_ros.completion', 's2ml_ros.node_stats',
+        's2ml_ros.camera_presets']
+
+
+@pytest.mark.parametrize('module', PURE)
+def test_pure_modules_import_neither_ros_nor_torch(module):
+    code = (f'import importlib, json, sys; importlib.import_module({module!r}); '
+            'print(json.dumps(sorted(sys.modules)))')
+    out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
+                         text=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    leaked = [m for m in loaded if m.split('.')[0] in (
+        'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_interfaces', 'torch')]
+    assert not leaked, f'{module} imports {leaked}'
