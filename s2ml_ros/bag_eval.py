@@ -21,7 +21,7 @@ frames and scored (see :mod:`s2ml_ros.offline_eval`). Everything is written unde
 name in OUT and renamed at the end; a failed run leaves nothing that looks complete.
 
 Exit status: 0 on success, 2 for bad input (unreadable bag, missing topic, no frame pairs,
-outputs that exist), 1 for anything unexpected.
+outputs that exist), 130 when interrupted, 1 for anything unexpected.
 """
 
 import argparse
@@ -413,6 +413,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (BagEvalError, OutputError, ParameterError) as exc:
         print(f's2ml_bag_eval: error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('s2ml_bag_eval: interrupted; partial outputs removed', file=sys.stderr)
+        return 130
     ref = report['overall'][REFERENCE]
     print(f'{report["frame_count"]} frames, protocol {report["protocol"]}: S2ML hole RMSE '
           f'{_num(ref.get("rmse"))} m, MAE {_num(ref.get("mae"))} m, latency mean '

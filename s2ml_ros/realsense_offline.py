@@ -15,7 +15,7 @@ millimetre image that ``s2ml_realsense`` would publish, then
   same metrics under the same hidden-pixel protocol (:mod:`s2ml_ros.offline_eval`).
 
 Outputs are staged under a temporary name and renamed at the end; a failed run leaves none.
-Exit status: 0 on success, 2 for bad input, 1 for anything unexpected.
+Exit status: 0 on success, 2 for bad input, 130 when interrupted, 1 for anything unexpected.
 """
 
 import argparse
@@ -250,6 +250,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (RealSenseError, BagEvalError, OutputError, ParameterError) as exc:
         print(f's2ml_realsense_offline: error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('s2ml_realsense_offline: interrupted; partial outputs removed', file=sys.stderr)
+        return 130
     print(f'{report["frame_count"]} frames; hidden-pixel RMSE / MAE / coverage:')
     for name, m in report['overall'].items():
         rmse, mae, cov = m.get('rmse'), m.get('mae'), m.get('coverage')
