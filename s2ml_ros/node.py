@@ -28,7 +28,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile,
+                       ReliabilityPolicy)
 from s2ml_ros import conversions as conv
 from s2ml_ros.completion import (filled_fraction, finalize_depth, output_depth_fields,
                                  prepare_frame)
@@ -40,6 +41,11 @@ from s2ml_ros.params import (NodeParams, PARAM_SPECS, param_type, ParameterError
 from s2ml_ros.pointcloud import build_cloud
 from s2ml_ros.sync import StampSynchronizer
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+try:  # Jazzy and later
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
 NODE_NAME = 's2ml_node'
 # Relative topic names (remap them, or push the node into the camera namespace).
@@ -61,6 +67,13 @@ _RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
 _DURABILITY = {'volatile': DurabilityPolicy.VOLATILE,
                'transient_local': DurabilityPolicy.TRANSIENT_LOCAL,
                'system_default': DurabilityPolicy.SYSTEM_DEFAULT}
+
+
+def _policy_name(kind: Any) -> str:
+    try:
+        return QoSPolicyKind(int(kind)).name.lower()
+    except (ValueError, TypeError):
+        return f'policy {kind}'
 
 
 class StartupError(RuntimeError):
@@ -130,10 +143,11 @@ class DepthCompletionNode(Node):
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.output_qos_depth,
                              reliability=_RELIABILITY[p.output_qos_reliability],
                              durability=_DURABILITY[p.output_qos_durability])
-        self._pub_depth = self.create_publisher(Image, TOPIC_DEPTH_OUT, out_qos)
-        self._pub_info = self.create_publisher(CameraInfo, TOPIC_INFO_OUT, out_qos)
-        self._pub_cloud = self.create_publisher(PointCloud2, TOPIC_CLOUD, out_qos)
-        self._pub_mask = self.create_publisher(Image, TOPIC_MASK, out_qos)
+        pub = self._create_publisher
+        self._pub_depth = pub(Image, TOPIC_DEPTH_OUT, out_qos)
+        self._pub_info = pub(CameraInfo, TOPIC_INFO_OUT, out_qos)
+        self._pub_cloud = pub(PointCloud2, TOPIC_CLOUD, out_qos)
+        self._pub_mask = pub(Image, TOPIC_MASK, out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         self._sync: StampSynchronizer = StampSynchronizer(
@@ -152,9 +166,9 @@ class DepthCompletionNode(Node):
         self._last_fill: Tuple[float, float] = (float('nan'), float('nan'))
         self._last_error = ''
 
-        self.create_subscription(Image, TOPIC_COLOR, self._on_color, in_qos)
-        self.create_subscription(Image, TOPIC_DEPTH, self._on_depth, in_qos)
-        self.create_subscription(CameraInfo, TOPIC_INFO, self._on_info, in_qos)
+        self._create_subscription(Image, TOPIC_COLOR, self._on_color, in_qos)
+        self._create_subscription(Image, TOPIC_DEPTH, self._on_depth, in_qos)
+        self._create_subscription(CameraInfo, TOPIC_INFO, self._on_info, in_qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(p.diagnostics_period_s, self._on_diagnostics)
 
@@ -168,6 +182,28 @@ class DepthCompletionNode(Node):
             f'{self.resolve_topic_name(TOPIC_COLOR)}, {self.resolve_topic_name(TOPIC_DEPTH)}, '
             f'{self.resolve_topic_name(TOPIC_INFO)}; '
             f'{"exact" if p.exact_sync else f"approximate (slop {p.sync_slop_s} s)"} sync')
+
+    def _create_subscription(self, cls: Any, topic: str, callback: Any, qos: QoSProfile) -> Any:
+        # QoS mismatches are the most common reason nothing arrives: say so, with the fix.
+        def incompatible(info: Any) -> None:
+            self.get_logger().warning(
+                f'{self.resolve_topic_name(topic)}: a publisher offers a QoS incompatible with '
+                f'this subscription ({_policy_name(info.last_policy_kind)}; '
+                f'{info.total_count} so far); with a best-effort camera driver set '
+                'input_qos_reliability:=best_effort', throttle_duration_sec=WARN_PERIOD_S)
+        return self.create_subscription(
+            cls, topic, callback, qos,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
+
+    def _create_publisher(self, cls: Any, topic: str, qos: QoSProfile) -> Any:
+        def incompatible(info: Any) -> None:
+            self.get_logger().warning(
+                f'{self.resolve_topic_name(topic)}: a subscriber requests a QoS this publisher '
+                f'does not offer ({_policy_name(info.last_policy_kind)}; {info.total_count} so '
+                'far); set that subscriber to best effort or change output_qos_reliability / '
+                'output_qos_durability', throttle_duration_sec=WARN_PERIOD_S)
+        return self.create_publisher(
+            cls, topic, qos, event_callbacks=PublisherEventCallbacks(incompatible_qos=incompatible))
 
     def _load_predictor(self, p: NodeParams) -> Any:
         if p.checkpoint and not os.path.isfile(os.path.expanduser(p.checkpoint)):

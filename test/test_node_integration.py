@@ -247,6 +247,22 @@ def test_console_script_with_params_file_and_clean_signals(graph, checkpoint, tm
         assert holder.stop(sig) == 0, holder.log()
 
 
+def test_incompatible_qos_is_explained(graph, checkpoint):
+    node = graph.node(nh.node_args(checkpoint, '-p', 'input_qos_reliability:=reliable',
+                                   '-p', 'output_qos_reliability:=best_effort'))
+    node.wait_ready()
+    client = graph.client()  # publishes and subscribes reliable
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    client.node.create_publisher(Image, 'depth/image',
+                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    assert client.wait_for(lambda: 'a publisher offers a QoS incompatible' in node.log() and
+                           'a subscriber requests a QoS this publisher' in node.log(), 30.0), \
+        node.log()
+    assert 'input_qos_reliability:=best_effort' in node.log()
+    assert node.stop() == 0
+
+
 @pytest.mark.parametrize('args,message', [
     (['-p', 'checkpoint:=/does/not/exist.safetensors'], "checkpoint file '/does/not/exist"),
     (['-p', 'precision:=fp8'], "precision='fp8' is not one of fp32, fp16, bf16"),
