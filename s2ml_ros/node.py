@@ -203,7 +203,8 @@ class DepthCompletionNode(Node):
                 'far); set that subscriber to best effort or change output_qos_reliability / '
                 'output_qos_durability', throttle_duration_sec=WARN_PERIOD_S)
         return self.create_publisher(
-            cls, topic, qos, event_callbacks=PublisherEventCallbacks(incompatible_qos=incompatible))
+            cls, topic, qos,
+            event_callbacks=PublisherEventCallbacks(incompatible_qos=incompatible))
 
     def _load_predictor(self, p: NodeParams) -> Any:
         if p.checkpoint and not os.path.isfile(os.path.expanduser(p.checkpoint)):
