@@ -222,8 +222,11 @@ def evaluate_bag(bag_path: str, output_dir: str, predictor: Any, params: NodePar
                    file=sys.stderr)
         evaluated = 0
         try:
+            def copy(conn: Any, log_time_ns: int, raw: bytes) -> None:
+                writer.copy(conn, log_time_ns, raw, bag.reader.typestore)
+
             for fs in iter_framesets(bag, selection, params, stats,
-                                     on_message=writer.copy if writer else None):
+                                     on_message=copy if writer else None):
                 if max_frames and evaluated >= max_frames:
                     continue
                 try:

@@ -453,16 +453,31 @@ class BagWriter:
         self._topics: Dict[str, Any] = {}
         self.written = 0
 
-    def copy(self, conn: Any, log_time_ns: int, raw: bytes) -> None:
-        """Write a raw message of an input connection, creating the copy on first use."""
+    def copy(self, conn: Any, log_time_ns: int, raw: bytes, source_typestore: Any = None
+             ) -> None:
+        """
+        Write a raw message of an input connection, creating the copy on first use.
+
+        :param conn: Connection of the input bag.
+        :param log_time_ns: Bag time, ns.
+        :param raw: Serialized message.
+        :param source_typestore: Typestore of the input bag (knows its own types); used when
+            the input has no message definition or no RIHS01 type hash (Humble bags, MCAP
+            files from other tools).
+        """
         out = self._copies.get(conn.id)
         if out is None:
             ext = conn.ext
+            msgdef = getattr(conn.msgdef, 'data', None) or None
+            digest = str(conn.digest or '')
+            rihs01 = digest if digest.startswith('RIHS01_') else None
+            complete = msgdef is not None and rihs01 is not None
             out = self._writer.add_connection(
-                conn.topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest,
+                conn.topic, conn.msgtype, msgdef=msgdef if complete else None,
+                rihs01=rihs01 if complete else None,
                 serialization_format=getattr(ext, 'serialization_format', 'cdr'),
                 offered_qos_profiles=list(getattr(ext, 'offered_qos_profiles', ()) or ()),
-                typestore=None if conn.msgdef.data else self.typestore)
+                typestore=None if complete else (source_typestore or self.typestore))
             self._copies[conn.id] = out
         self._writer.write(out, log_time_ns, raw)
         self.written += 1

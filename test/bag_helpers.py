@@ -89,7 +89,8 @@ def write_bag(path: Path, n: int = 4, storage: str = 'mcap', width: int = 40, he
               with_gt: bool = False, depth_encoding: str = '16UC1',
               skip: Optional[Dict[str, Sequence[int]]] = None,
               overrides: Optional[Dict[str, Dict[int, object]]] = None,
-              extra_topics: Sequence[str] = (), seed: int = 0) -> Dict[str, List]:
+              extra_topics: Sequence[str] = (), seed: int = 0,
+              version: int = 9) -> Dict[str, List]:
     """
     Write a realsense-ros-like bag.
 
@@ -101,6 +102,7 @@ def write_bag(path: Path, n: int = 4, storage: str = 'mcap', width: int = 40, he
     :param skip: topic -> frame indices not to write.
     :param overrides: topic -> {frame index: message to write instead}.
     :param extra_topics: Topics given a std_msgs/String each frame (unrelated traffic).
+    :param version: rosbag2 metadata version (8 = Humble, 9 = Jazzy and later).
     :return: {'rgb', 'raw', 'gt', 'k', 'stamps'} of what was written.
     """
     rgbs, raws, gts, k4 = synthetic_frames(n, width, height, seed)
@@ -108,7 +110,7 @@ def write_bag(path: Path, n: int = 4, storage: str = 'mcap', width: int = 40, he
     overrides = overrides or {}
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     stamps = [1_700_000_000 * 10**9 + i * 33_333_333 for i in range(n)]
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
+    with Writer(path, version=version, storage_plugin=plugin) as writer:
         conns = {}
         topics = [(COLOR, 'sensor_msgs/msg/Image'), (DEPTH, 'sensor_msgs/msg/Image'),
                   (COLOR_INFO, 'sensor_msgs/msg/CameraInfo'),
@@ -143,3 +145,30 @@ def write_bag(path: Path, n: int = 4, storage: str = 'mcap', width: int = 40, he
                 # Receive time: a few ms after the stamp, one topic after the other.
                 writer.write(conns[topic], stamp + 4_000_000 + j * 100_000, raw)
     return {'rgb': rgbs, 'raw': raws, 'gt': gts, 'k': k4, 'stamps': stamps}
+
+
+def recompress_mcap(src: Path, dst: Path) -> Path:
+    """
+    Copy a bag's MCAP file with zstd chunks via the ``mcap`` library (no rosbag2 metadata).
+
+    :param src: Bag folder with one .mcap file.
+    :param dst: Output .mcap file.
+    :return: ``dst``.
+    """
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer as McapWriter
+    with open(next(Path(src).glob('*.mcap')), 'rb') as stream, open(dst, 'wb') as out:
+        reader = make_reader(stream)
+        summary = reader.get_summary()
+        writer = McapWriter(out, compression=CompressionType.ZSTD)
+        writer.start(profile=reader.get_header().profile, library='test')
+        schemas = {s.id: writer.register_schema(s.name, s.encoding, s.data)
+                   for s in summary.schemas.values()}
+        channels = {c.id: writer.register_channel(c.topic, c.message_encoding,
+                                                  schemas[c.schema_id], c.metadata)
+                    for c in summary.channels.values()}
+        for _, channel, message in reader.iter_messages():
+            writer.add_message(channels[channel.id], message.log_time, message.data,
+                               message.publish_time)
+        writer.finish()
+    return dst

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from bag_helpers import COLOR, DEPTH, DEPTH_INFO, GT, image_msg, TS, write_bag
+from bag_helpers import (COLOR, DEPTH, DEPTH_INFO, GT, image_msg, recompress_mcap, TS,
+                         write_bag)
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
@@ -129,6 +130,21 @@ def test_ground_truth_topic_is_used(tmp_path, predictor):
     # Ground truth is exact, so the measured pixels score zero error and the holes do not.
     nearest = report['overall']['nearest']
     assert nearest['all_mae'] < nearest['mae']
+
+
+@pytest.mark.parametrize('kind', ['humble_sqlite3', 'zstd_mcap_from_another_tool'])
+def test_bags_without_type_hashes_are_copied(tmp_path, predictor, kind):
+    bag = tmp_path / 'bag'
+    if kind == 'humble_sqlite3':
+        write_bag(bag, n=2, storage='sqlite3', width=W, height=H, version=8)
+    else:
+        write_bag(tmp_path / 'src', n=2, width=W, height=H)
+        bag = recompress_mcap(tmp_path / 'src', tmp_path / 'other.mcap')
+    report = _evaluate(bag, tmp_path / 'out', predictor, baselines=(), html_report=False)
+    assert report['frame_count'] == 2
+    completed = tmp_path / 'out' / report['output']['bag']
+    topics, _ = _read(completed)
+    assert topics[COLOR] == ('sensor_msgs/msg/Image', 2) and topics[NEW[0]][1] == 2
 
 
 def test_params_file_and_topic_overrides_through_the_cli(tmp_path, checkpoint, capsys):
