@@ -352,8 +352,7 @@ def _write_outputs(writer: BagWriter, factory: MessageFactory, topics: Dict[str,
 def build_parser() -> argparse.ArgumentParser:
     """:return: The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog='s2ml_bag_eval', description=__doc__.split('\n\n')[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog='s2ml_bag_eval', description=__doc__.split('\n\n')[0].strip())
     parser.add_argument('bag', help='rosbag2 bag folder, or a single .mcap / .db3 file')
     parser.add_argument('-o', '--output', default=None,
                         help='output folder (default: <bag>_eval next to the bag)')
@@ -373,14 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument('--no-gt', action='store_true',
                     help='ignore any ground-truth topic (use the hidden-pixel protocol)')
     parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
-                        help="comma-separated baselines, 'all' or 'none'")
-    parser.add_argument('--output-storage', default='same', choices=('same',) + STORAGES)
+                        help="comma-separated baselines, 'all' or 'none' (default: "
+                        f"{','.join(DEFAULT_BASELINES)})")
+    parser.add_argument('--output-storage', default='same', choices=('same',) + STORAGES,
+                        help='storage of the completed bag (default: as the input)')
     parser.add_argument('--output-namespace', default=None,
                         help='namespace of the added topics (default: the camera namespace)')
     parser.add_argument('--no-bag', action='store_true', help='do not write the completed bag')
     parser.add_argument('--no-html', action='store_true', help='do not write report.html')
-    parser.add_argument('--max-frames', type=int, default=0, help='0 = every frame')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the hidden-pixel protocol')
+    parser.add_argument('--max-frames', type=int, default=0, help='evaluate at most this many frames (default: 0 = all)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the hidden-pixel protocol (default: 0)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     parser.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return parser

@@ -200,8 +200,7 @@ def evaluate_recording(recording: str, output_dir: str, predictor: Any, params: 
 def build_parser() -> argparse.ArgumentParser:
     """:return: The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog='s2ml_realsense_offline', description=__doc__.split('\n\n')[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog='s2ml_realsense_offline', description=__doc__.split('\n\n')[0].strip())
     parser.add_argument('recording', help='librealsense recording (.db3 or .bag)')
     parser.add_argument('-o', '--output', default=None,
                         help='output folder (default: <recording>_eval next to it)')
@@ -210,14 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--params-file', default=None, help='node parameter YAML')
     parser.add_argument('--device', default=None, help='auto, cpu, cuda, cuda:N')
     parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
-                        help="comma-separated baselines, 'all' or 'none'")
+                        help="comma-separated baselines, 'all' or 'none' (default: "
+                        f"{','.join(DEFAULT_BASELINES)})")
     parser.add_argument('--filters', default=','.join(FILTER_NAMES),
-                        help="comma-separated librealsense set-ups or 'none'")
+                        help="comma-separated librealsense set-ups or 'none' (default: all: "
+                        f"{','.join(FILTER_NAMES)})")
     parser.add_argument('--no-depth', action='store_true',
                         help='do not write the completed depth PNGs')
     parser.add_argument('--no-html', action='store_true', help='do not write report.html')
-    parser.add_argument('--max-frames', type=int, default=0, help='0 = every frame')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the hidden-pixel protocol')
+    parser.add_argument('--max-frames', type=int, default=0, help='evaluate at most this many frames (default: 0 = all)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the hidden-pixel protocol (default: 0)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     parser.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return parser
