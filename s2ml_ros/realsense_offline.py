@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-depth', action='store_true',
                         help='do not write the completed depth PNGs')
     parser.add_argument('--no-html', action='store_true', help='do not write report.html')
-    parser.add_argument('--max-frames', type=int, default=0, help='evaluate at most this many frames (default: 0 = all)')
+    parser.add_argument('--max-frames', type=int, default=0,
+                        help='evaluate at most this many frames (default: 0 = all)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the hidden-pixel protocol (default: 0)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
