@@ -79,9 +79,11 @@ def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
     """
     depth = depth_to_meters(depth_msg, params.depth_scale)
     rgb = color_to_rgb(color_msg)
-    out_of_range = (depth < params.min_depth_m) | (depth > params.max_depth_m)
-    if out_of_range.any():
-        depth = np.where(out_of_range, np.float32(0.0), depth)
+    in_range = depth <= np.float32(params.max_depth_m)
+    if params.min_depth_m > 0:
+        in_range &= depth >= np.float32(params.min_depth_m)
+    if not in_range.all():
+        depth = with_nan(depth, in_range, fill_zero=True)
     resized = False
     if rgb.shape[:2] != depth.shape:
         resized = True

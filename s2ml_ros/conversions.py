@@ -80,8 +80,9 @@ def image_to_numpy(msg: Any, accepted: Optional[Sequence[str]] = None) -> np.nda
     :param msg: Object with ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and
         ``data``.
     :param accepted: Canonical encodings allowed here; default: every depth and color encoding.
-    :return: A C-contiguous copy, shape [H, W] for one channel or [H, W, C] otherwise, dtype
-        uint8, uint16 or float32 as the encoding says.
+    :return: A C-contiguous array, shape [H, W] for one channel or [H, W, C] otherwise, dtype
+        uint8, uint16 or float32 as the encoding says. Without row padding and in native byte
+        order it is a view of ``msg.data`` (no copy; do not modify it), else a copy.
     :raises ConversionError: For an unknown encoding, a size or step that does not fit, or a
         buffer shorter than ``step * height``.
     """
@@ -111,14 +112,16 @@ def image_to_numpy(msg: Any, accepted: Optional[Sequence[str]] = None) -> np.nda
     if buf.size < step * height:
         # The last row may omit its padding; pad a copy so that the rows reshape evenly.
         buf = np.concatenate([buf[:needed], np.zeros(step * height - needed, np.uint8)])
-    rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
     byteorder = '>' if msg.is_bigendian else '<'
     dtype = np.dtype(byteorder + base) if itemsize > 1 else np.dtype(np.uint8)
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    if step == row_bytes and dtype.isnative and buf.ctypes.data % itemsize == 0:
+        return buf[:row_bytes * height].view(dtype).reshape(shape)  # no padding: a view
+    rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
     # One copy: contiguous rows in the message byte order, then native order if it differs.
     out = np.ascontiguousarray(rows).view(dtype)
     if not dtype.isnative:
         out = out.astype(dtype.newbyteorder('='))
-    shape = (height, width) if channels == 1 else (height, width, channels)
     return out.reshape(shape)
 
 
@@ -132,12 +135,9 @@ def depth_to_meters(msg: Any, depth_scale: float = 0.001) -> np.ndarray:
     """
     raw = image_to_numpy(msg, DEPTH_ENCODINGS)
     if raw.dtype == np.uint16:
-        return raw.astype(np.float32) * np.float32(depth_scale)
-    depth = raw.astype(np.float32, copy=False)
-    invalid = ~np.isfinite(depth) | (depth < 0)
-    if invalid.any():
-        depth = np.where(invalid, np.float32(0.0), depth)
-    return depth
+        return np.multiply(raw, np.float32(depth_scale), dtype=np.float32)
+    # Always a new array (raw may be a view of the message); NaN, inf and negatives -> 0.
+    return with_nan(raw, valid_depth(raw), fill_zero=True)
 
 
 def color_to_rgb(msg: Any) -> np.ndarray:

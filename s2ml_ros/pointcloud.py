@@ -25,24 +25,26 @@ XYZRGB_FIELDS = XYZ_FIELDS + (('rgb', 12, FLOAT32, 1),)
 _NAN_BITS = np.uint32(0x7FC00000)
 
 
-def with_nan(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def with_nan(values: np.ndarray, valid: np.ndarray, fill_zero: bool = False) -> np.ndarray:
     """
-    Copy of ``values`` with NaN wherever ``valid`` is False.
+    Copy of ``values`` with NaN (or 0) wherever ``valid`` is False.
 
     Same result as ``np.where(valid, values, nan)`` but done with integer bit masks, about four
     times faster on a 640x480 image (``np.where`` is slow on float data containing NaN).
 
     :param values: float32 array.
     :param valid: bool array of the same shape.
+    :param fill_zero: Write 0.0 instead of NaN.
     :return: New float32 array.
     """
     values = np.ascontiguousarray(values, dtype=np.float32)
     keep = np.ascontiguousarray(valid, dtype=bool).view(np.uint8).astype(np.uint32)
     np.negative(keep, out=keep)  # 0 -> 0, 1 -> 0xFFFFFFFF
     out = values.view(np.uint32) & keep
-    np.invert(keep, out=keep)
-    keep &= _NAN_BITS
-    out |= keep
+    if not fill_zero:
+        np.invert(keep, out=keep)
+        keep &= _NAN_BITS
+        out |= keep
     return out.view(np.float32)
 
 
