@@ -200,6 +200,19 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
             {k: v / max(n, 1) for k, v in times.items()})
 
 
+class _Frames:
+    """Sequence view of a dataset's numpy samples, loaded on access."""
+
+    def __init__(self, dataset: ds._FrameDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset.sample(index)
+
+
 def format_table(results: Dict[str, Dict[str, float]], times: Dict[str, float]) -> str:
     """:return: A Markdown table of the main figures, one row per method."""
     head = '| method | ' + ' | '.join(_SHOWN) + ' | ms/frame |'
@@ -268,8 +281,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):
-        frames = [dataset.sample(i) for i in range(len(dataset))]
-        no_gt = all(np.array_equal(f['gt'], f['depth']) for f in frames)
+        frames = _Frames(dataset)  # loaded one at a time: a test set need not fit in memory
+        no_gt = isinstance(dataset, ds.RgbdFolder) and all(p[3] is None for p in dataset.pairs)
         hide = args.hide_holes == 'yes' or (args.hide_holes == 'auto' and no_gt)
         for kind in args.degrade:
             key = source if kind == 'none' else f'{source}+{kind}'
