@@ -229,7 +229,7 @@ def main(argv: List[str] = None) -> int:
     """Run both parts and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
     parser.add_argument('--sizes', default='640x480', help='comma-separated WxH list')
-    parser.add_argument('--repeats', type=int, default=30, help='timed frames in part 1')
+    parser.add_argument('--repeats', type=int, default=200, help='timed frames in part 1')
     parser.add_argument('--runs', type=int, default=3,
                         help='part 1 runs per size; the one with the smallest median is kept')
     parser.add_argument('--rate', type=float, default=30.0, help='camera rate in part 2, Hz')
