@@ -265,3 +265,18 @@ def test_evaluating_an_output_bag_again_needs_another_namespace(tmp_path, predic
 
 def test_output_error_types():
     assert issubclass(BagEvalError, ValueError) and issubclass(OutputError, ValueError)
+
+
+def test_params_file_formats_and_errors(tmp_path):
+    flat = tmp_path / 'flat.yaml'
+    flat.write_text('sync_slop_s: 0.05\n')
+    assert bag_eval.load_params_file(str(flat)) == {'sync_slop_s': 0.05}
+    node = tmp_path / 'node.yaml'
+    node.write_text('s2ml_node:\n  ros__parameters:\n    max_depth_m: 4.0\n')
+    assert bag_eval.load_params_file(str(node)) == {'max_depth_m': 4.0}
+    with pytest.raises(BagEvalError, match='cannot read'):
+        bag_eval.load_params_file(str(tmp_path / 'missing.yaml'))
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('- a list\n')
+    with pytest.raises(BagEvalError, match='mapping'):
+        bag_eval.load_params_file(str(bad))
