@@ -31,6 +31,7 @@ def graph(tmp_path):
     made = {'nodes': [], 'clients': []}
 
     class Graph:
+
         def __init__(self, domain):
             self.domain = domain
             self.env = nh.ros_environment(domain, tmp_path / 'ros_log')
