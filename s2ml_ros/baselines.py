@@ -10,6 +10,8 @@ the input has no valid pixel at all).
   image). librealsense's ``hole_filling_filter`` fills from the immediate neighbourhood in one
   pass (mode 2 ``nearest_from_around`` picks the neighbour closest to the sensor); this is the
   complete-fill counterpart, and ``mode='left'`` mirrors its mode 0 ``fill_from_left``.
+- ``librealsense``: that filter itself, reproduced exactly (mode 2 by default; it can leave
+  holes, which then score as zeros).
 - ``telea`` / ``navier_stokes``: ``cv2.inpaint`` (Telea 2004; Bertalmio et al. 2001) on the
   depth in uint16 millimetres.
 - ``guided``: RGB-guided fill: nearest fill, then repeated guided filtering (He et al., TPAMI
@@ -77,6 +79,79 @@ def fill_nearest(rgb: np.ndarray, depth_m: np.ndarray, mode: str = 'nearest') ->
             out = np.where(out > 0, out, depth[iy, ix])
         return out.astype(np.float32)
     raise ValueError(f"unknown nearest-fill mode {mode!r}; expected 'nearest' or 'left'")
+
+
+def _segmented_scan(values: np.ndarray, starts: np.ndarray, op: str) -> np.ndarray:
+    """Cumulative min or max of a 1-D array restarting at every True in ``starts``."""
+    seg = np.cumsum(starts)
+    big = 1e7  # larger than any depth range here, so segments never mix
+    if op == 'min':
+        return np.minimum.accumulate(values - seg * big) + seg * big
+    return np.maximum.accumulate(values + seg * big) - seg * big
+
+
+def fill_librealsense(rgb: np.ndarray, depth_m: np.ndarray,
+                      mode: str = 'nearest_from_around') -> np.ndarray:
+    """
+    Apply librealsense's ``hole_filling_filter``, reproduced exactly (one raster pass).
+
+    Modes as in librealsense: 'fill_from_left' (0: a hole takes its left neighbour, every row),
+    'farthest_from_around' (1) and 'nearest_from_around' (2): rows 1..H-2, columns 1..W-1, a
+    hole takes the largest / smallest non-zero depth among its upper, upper-left, left,
+    lower-left and lower neighbours (upper and left already filled). As there, the nearest
+    mode leaves a hole whose upper neighbour is a hole, and the first column (and the first and
+    last rows except in 'fill_from_left') are never filled, so holes can remain.
+
+    :param rgb: Colour, uint8 [H, W, 3] (unused).
+    :param depth_m: Depth, float32 [H, W] meters, 0 = hole.
+    :param mode: 'fill_from_left', 'farthest_from_around' or 'nearest_from_around'.
+    :return: Depth after the filter, float32 [H, W] meters (0 where it leaves holes).
+    """
+    depth, valid = _prepare(rgb, depth_m)
+    out = depth.astype(np.float64)
+    h, w = out.shape
+    if mode == 'fill_from_left':
+        for j in range(h):
+            row = out[j]
+            starts = valid[j].copy()
+            starts[0] = True
+            out[j] = _segmented_scan(np.where(starts, row, -np.inf), starts, 'max')
+        return out.astype(np.float32)
+    if mode not in ('farthest_from_around', 'nearest_from_around'):
+        raise ValueError(f'unknown librealsense hole-filling mode {mode!r}; expected '
+                         "'fill_from_left', 'farthest_from_around' or 'nearest_from_around'")
+    cols = np.arange(w)
+    for j in range(1, h - 1):
+        hole = ~valid[j]
+        hole[0] = False  # column 0 is never processed
+        if not hole.any():
+            continue
+        up = out[j - 1]
+        up_l = np.concatenate([[0.0], up[:-1]])
+        down = out[j + 1]  # not yet processed: original values
+        down_l = np.concatenate([[0.0], down[:-1]])
+        row = out[j]
+        first_col_hole = row[0] == 0
+        if mode == 'farthest_from_around':
+            cand = np.maximum.reduce([up, up_l, down_l, down])
+            starts = ~hole
+            vals = np.where(hole, cand, row)
+            res = _segmented_scan(vals, starts, 'max')
+        else:
+            nz = [np.where(q > 0, q, np.inf) for q in (up_l, down_l, down)]
+            cand = np.minimum.reduce([up] + nz)
+            gate = up > 0
+            # A hole under a hole stays a hole and restarts the running minimum after it.
+            starts = ~hole | (hole & ~gate)
+            if first_col_hole:
+                starts[0] = True
+            inf_start = (hole & ~gate) | ((cols == 0) & first_col_hole)
+            vals = np.where(hole, np.where(gate, cand, np.inf), row)
+            vals = np.where(inf_start, np.inf, vals)
+            res = _segmented_scan(np.minimum(vals, 1e6), starts, 'min')
+            res = np.where((hole & ~gate) | (res >= 1e6), 0.0, res)
+        out[j] = np.where(hole, res, row)
+    return out.astype(np.float32)
 
 
 def _inpaint(rgb: np.ndarray, depth_m: np.ndarray, flags: int, radius: float) -> np.ndarray:
@@ -247,6 +322,7 @@ def _colorization_solve(gray: np.ndarray, depth: np.ndarray, known: np.ndarray,
 
 BASELINES: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     'nearest': fill_nearest,
+    'librealsense': fill_librealsense,
     'telea': fill_telea,
     'navier_stokes': fill_navier_stokes,
     'guided': fill_guided,

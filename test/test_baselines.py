@@ -22,11 +22,16 @@ def test_fill_contract_and_plane_accuracy(name: str) -> None:
     raw[:, :3] = 0
     out = BASELINES[name](_textured_rgb(), raw)
     assert out.dtype == np.float32 and out.shape == gt.shape
-    assert np.all(out > 0)
     np.testing.assert_array_equal(out[raw > 0], raw[raw > 0])
+    if name == 'librealsense':
+        # One raster pass from the top-left: the left border band is never filled.
+        assert np.all(out[:, 0] == 0) and np.all(out[15:30, 20:40] > 0)
+        raw = np.where(out > 0, raw, -1.0)  # score only what it filled
+    else:
+        assert np.all(out > 0)
     hole = raw == 0
     tol = {'nearest': 0.4, 'telea': 0.15, 'navier_stokes': 0.1, 'guided': 0.2,
-           'colorization': 0.1}[name]
+           'colorization': 0.1, 'librealsense': 0.4}[name]
     assert np.abs(out[hole] - gt[hole]).mean() < tol
 
 
@@ -73,3 +78,39 @@ def test_guided_filter_keeps_constants_and_smooths_noise() -> None:
     np.testing.assert_allclose(guided_filter(guide, const, 3, 1e-2), const, atol=1e-4)
     noisy = const + np.random.default_rng(2).normal(0, 0.1, (32, 32)).astype(np.float32)
     assert guided_filter(np.zeros_like(guide), noisy, 3, 1e-2).std() < noisy.std() / 3
+
+
+def _rs_reference(depth: np.ndarray, mode: str) -> np.ndarray:
+    """Make a line-by-line port of librealsense's hole-filling loops (the reference)."""
+    d = depth.astype(np.float64).copy()
+    h, w = d.shape
+    if mode == 'fill_from_left':
+        for j in range(h):
+            for i in range(1, w):
+                if d[j, i] == 0:
+                    d[j, i] = d[j, i - 1]
+        return d
+    for j in range(1, h - 1):
+        for i in range(1, w):
+            if d[j, i] == 0:
+                tmp = d[j - 1, i]
+                for q in (d[j - 1, i - 1], d[j, i - 1], d[j + 1, i - 1], d[j + 1, i]):
+                    if mode == 'farthest_from_around' and q > tmp:
+                        tmp = q
+                    if mode == 'nearest_from_around' and q != 0 and q < tmp:
+                        tmp = q
+                d[j, i] = tmp
+    return d
+
+
+@pytest.mark.parametrize('mode', ['fill_from_left', 'farthest_from_around',
+                                  'nearest_from_around'])
+def test_librealsense_filter_matches_its_loops(mode: str) -> None:
+    from s2ml_ros.baselines import fill_librealsense
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        depth = rng.uniform(0.5, 4.0, (17, 23)).astype(np.float32)
+        depth[rng.random((17, 23)) < 0.4] = 0
+        depth[5:9, 6:15] = 0
+        out = fill_librealsense(None, depth, mode)
+        np.testing.assert_allclose(out, _rs_reference(depth, mode), rtol=0, atol=1e-6)
