@@ -28,6 +28,9 @@ setup(
     entry_points={
         'console_scripts': [
             's2ml_node = s2ml_ros.node:main',
+            's2ml_bag_eval = s2ml_ros.bag_eval:main',
+            's2ml_realsense = s2ml_ros.realsense_node:main',
+            's2ml_realsense_offline = s2ml_ros.realsense_offline:main',
         ],
     },
 )

@@ -9,7 +9,12 @@ import pytest
 ROS_MODULES = ('rclpy', 'sensor_msgs', 'std_msgs', 'builtin_interfaces', 'diagnostic_msgs',
                'rcl_interfaces', 'cv_bridge', 'message_filters', 'launch', 'launch_ros')
 
-PURE_MODULES = ['s2ml_ros', 's2ml_ros.model', 's2ml_ros.pipeline', 's2ml_ros.geometry']
+PURE_MODULES = [
+    's2ml_ros', 's2ml_ros.model', 's2ml_ros.pipeline', 's2ml_ros.geometry', 's2ml_ros.metrics',
+    's2ml_ros.baselines', 's2ml_ros.simulation', 's2ml_ros.bag_io', 's2ml_ros.bag_eval',
+    's2ml_ros.offline_eval', 's2ml_ros.eval_report', 's2ml_ros.realsense_source',
+    's2ml_ros.realsense_offline',
+]
 
 
 def _imported_after(module):
