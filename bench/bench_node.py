@@ -100,7 +100,8 @@ def bench_overhead(width: int, height: int, repeats: int) -> Dict[str, Any]:
                     conv.make_camera_info(conv.camera_info_fields(frame.intrinsics, info_in),
                                           header)]
         t4 = time.perf_counter()
-        cloud = build_cloud(out, frame.intrinsics, frame.rgb, allocate=conv.byte_array)
+        cloud = build_cloud(out, frame.intrinsics, frame.rgb, allocate=conv.byte_array,
+                            nan_is_only_invalid=True)  # as the node calls it
         out_msgs.append(conv.make_point_cloud(cloud, header))
         t5 = time.perf_counter()
         serialized = [serialize_message(m) for m in out_msgs]

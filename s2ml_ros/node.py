@@ -385,7 +385,7 @@ class DepthCompletionNode(Node):
         if want_cloud and frame.intrinsics is not None:
             cloud = build_cloud(depth_out, frame.intrinsics,
                                 frame.rgb if p.cloud_rgb else None, p.cloud_decimation,
-                                allocate=conv.byte_array)
+                                allocate=conv.byte_array, nan_is_only_invalid=True)
             cloud_msg = conv.make_point_cloud(cloud, header)
         t4 = time.perf_counter()
         if info_out is not None:

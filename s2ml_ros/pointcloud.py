@@ -105,8 +105,8 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.ndarray] = None,
-                decimation: int = 1,
-                allocate: Optional[Callable[[int], Any]] = None) -> CloudData:
+                decimation: int = 1, allocate: Optional[Callable[[int], Any]] = None,
+                nan_is_only_invalid: bool = False) -> CloudData:
     """
     Back-project a depth image into an organized x, y, z (, rgb) cloud in the optical frame.
 
@@ -121,6 +121,9 @@ def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.nd
     :param allocate: Called with the number of bytes; returns the writable buffer the points
         are written into (e.g. an ``array.array('B')`` that a message can take without another
         copy). Default: a numpy uint8 array.
+    :param nan_is_only_invalid: The caller guarantees that every value of ``depth_m`` is either
+        NaN or a finite positive depth (as :func:`s2ml_ros.completion.finalize_depth` returns), so
+        the validity pass is skipped.
     :return: The cloud layout and bytes (``data`` is the allocated buffer).
     """
     depth = np.asarray(depth_m, dtype=np.float32)
@@ -146,7 +149,8 @@ def build_cloud(depth_m: np.ndarray, intrinsics: Intrinsics, rgb: Optional[np.nd
     if raw.size != nbytes:
         raise GeometryError(f'allocated {raw.size} bytes for a {nbytes}-byte cloud')
     points = raw.view('<f4').reshape(height, width, channels)
-    z = with_nan(depth, valid_depth(depth))
+    z = np.ascontiguousarray(depth) if nan_is_only_invalid else \
+        with_nan(depth, valid_depth(depth))
     planes = [z * x_over_z[None, :], z * y_over_z[:, None], z]
     if rgb is not None:
         # rgb field: little-endian 0x00RRGGBB, i.e. bytes b, g, r, 0 = BGRA with alpha 0.

@@ -100,3 +100,11 @@ def test_point_cloud2_message_roundtrip(scene):
     pts = cloud_to_array(back.data, back.height, back.width, back.fields, back.point_step)
     np.testing.assert_array_equal(pts['z'][np.isfinite(pts['z'])],
                                   depth[np.isfinite(depth) & (depth > 0)])
+
+
+def test_clean_input_shortcut_gives_the_same_cloud(scene):
+    depth, rgb, k = scene
+    clean = np.where((depth > 0) & np.isfinite(depth), depth, np.nan).astype(np.float32)
+    a = build_cloud(depth, k, rgb)
+    b = build_cloud(clean, k, rgb, nan_is_only_invalid=True)
+    assert a.data.tobytes() == b.data.tobytes()
