@@ -27,6 +27,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile,
                        ReliabilityPolicy)
@@ -511,7 +512,7 @@ def main(args: Optional[List[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).error(f'cannot start: {exc}')
+        get_logger(NODE_NAME).error(f'cannot start: {exc}')
         code = 1
     finally:
         if node is not None:

@@ -19,6 +19,7 @@ from typing import Any, List, Optional
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from s2ml_ros import conversions as conv
@@ -147,7 +148,7 @@ def main(args: Optional[List[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:
-        rclpy.logging.get_logger('s2ml_sim_camera').error(f'cannot start: {exc}')
+        get_logger('s2ml_sim_camera').error(f'cannot start: {exc}')
         code = 1
     finally:
         if node is not None:
