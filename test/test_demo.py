@@ -27,7 +27,7 @@ def test_demo_writes_previews_and_summary(tmp_path):
     assert summary['latency_ms']['median'] > 0
     assert 0 < summary['pixels']['measured_fraction'] < 1
     assert summary['pixels']['output_fraction'] >= summary['pixels']['measured_fraction']
-    assert summary['model']['variant'] == 'tiny'
+    assert summary['model']['variant']  # the packaged weights' or the untrained tiny model
     if summary['model']['trained'] is False:
         assert 'UNTRAINED' in summary['model']['note']
     for name in ('color', 'depth_raw', 'depth_completed', 'cloud_view', 'preview'):
