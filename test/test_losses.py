@@ -52,3 +52,18 @@ def test_perfect_prediction_has_zero_loss_and_gradients_skip_invalid_pixels() ->
     loss.backward()
     assert pred.grad[..., 0, 0].abs().item() == 0.0
     assert pred.grad.abs().sum() > 0
+
+
+def test_hole_weight_emphasises_pixels_missing_from_the_raw_input() -> None:
+    gt = torch.full((1, 1, 2, 2), 2.0)
+    raw = torch.tensor([[[[2.0, 2.0], [2.0, 0.0]]]])  # one hole, bottom right
+    pred = gt.clone()
+    pred[0, 0, 1, 1] = 3.0  # 1 m wrong in the hole only
+    plain, _ = JointLoss(freq_weight=0.0)([pred], gt)
+    weighted, _ = JointLoss(freq_weight=0.0, hole_weight=3.0)([pred], gt, raw_depth=raw)
+    assert plain.item() == pytest.approx(1.0 / 4)
+    assert weighted.item() == pytest.approx(4.0 / 7)  # weights 1, 1, 1, 4
+    with pytest.raises(ValueError, match='needs raw_depth'):
+        JointLoss(hole_weight=1.0)([pred], gt)
+    with pytest.raises(ValueError, match='hole_weight must be >= 0'):
+        JointLoss(hole_weight=-1.0)

@@ -24,16 +24,22 @@ class JointLoss(nn.Module):
     :param early_weight: Weight of the non-final stages when ``stage_weights`` is None.
     :param freq_weight: lambda_f, weight of the frequency term.
     :param min_gt_m: Ground truth at or below this is invalid, meters.
+    :param hole_weight: Extra L1 weight of pixels missing from the raw input (0 = the plain
+        joint loss). Holes are a few percent of a frame but all of the task: on measured pixels
+        the answer is nearly the input.
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
                  early_weight: float = 0.5, freq_weight: float = 0.1,
-                 min_gt_m: float = 1e-4) -> None:
+                 min_gt_m: float = 1e-4, hole_weight: float = 0.0) -> None:
         super().__init__()
         self.stage_weights = None if stage_weights is None else [float(w) for w in stage_weights]
         self.early_weight = float(early_weight)
         self.freq_weight = float(freq_weight)
         self.min_gt_m = float(min_gt_m)
+        if hole_weight < 0:
+            raise ValueError(f'hole_weight must be >= 0, got {hole_weight}')
+        self.hole_weight = float(hole_weight)
 
     def weights_for(self, num_stages: int) -> List[float]:
         """:return: The weight of each of ``num_stages`` stages."""
@@ -46,6 +52,7 @@ class JointLoss(nn.Module):
 
     def forward(self, preds: Sequence[torch.Tensor], gt: torch.Tensor,
                 valid_mask: Optional[torch.Tensor] = None,
+                raw_depth: Optional[torch.Tensor] = None,
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """
         Compute the loss.
@@ -53,6 +60,8 @@ class JointLoss(nn.Module):
         :param preds: Stage outputs, each [B, 1, H, W] meters, final last (or one tensor).
         :param gt: Ground truth [B, 1, H, W], meters; <= min_gt_m or non-finite = invalid.
         :param valid_mask: Optional bool [B, 1, H, W] further restricting the scored pixels.
+        :param raw_depth: Raw input depth [B, 1, H, W], meters (0 or non-finite = hole); needed
+            when ``hole_weight`` > 0.
         :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}).
         """
         if isinstance(preds, torch.Tensor):
@@ -62,7 +71,13 @@ class JointLoss(nn.Module):
             valid = valid & valid_mask.bool()
         v = valid.float()
         g = torch.where(valid, gt, torch.zeros_like(gt)).float()
-        count = v.sum().clamp_min(1.0)
+        weight = v
+        if self.hole_weight > 0:
+            if raw_depth is None:
+                raise ValueError('hole_weight > 0 needs raw_depth')
+            hole = ~(torch.isfinite(raw_depth) & (raw_depth > 0))
+            weight = v * (1.0 + self.hole_weight * hole.float())
+        count = weight.sum().clamp_min(1.0)
         g_spec = None
         if self.freq_weight > 0:
             g_spec = _spectrum(g * v)
@@ -75,7 +90,7 @@ class JointLoss(nn.Module):
                 raise ValueError(f'prediction {tuple(pred.shape)} does not match ground truth '
                                  f'{tuple(gt.shape)}')
             p = pred.float()
-            l1 = ((p - g).abs() * v).sum() / count
+            l1 = ((p - g).abs() * weight).sum() / count
             total = total + w * l1
             l1_sum = l1_sum + w * l1.detach()
             l1_final = l1.detach()

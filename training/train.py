@@ -79,6 +79,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--warmup-epochs', type=float, default=3.0, help='linear warm-up length')
     p.add_argument('--grad-clip', type=float, default=1.0, help='gradient norm clip (0: off)')
     p.add_argument('--freq-weight', type=float, default=0.1, help='frequency loss weight')
+    p.add_argument('--hole-weight', type=float, default=0.0,
+                   help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--early-stage-weight', type=float, default=0.5,
                    help='loss weight of non-final stages')
     p.add_argument('--amp', default='auto', choices=['auto', 'off', 'bf16', 'fp16'],
@@ -222,6 +224,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     :param argv: Command-line arguments (None: sys.argv).
     """
     args = parse_args(argv)
+    run_start = time.monotonic()
     info = init_distributed(args.device)
     torch.manual_seed(args.seed + info.rank)
     out_dir = Path(args.output_dir)
@@ -266,7 +269,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         optimizer.load_state_dict(state['optimizer'])
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
-    criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight)
+    criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
+                          hole_weight=args.hole_weight)
     steps_per_epoch = max(1, len(train_loader))
     total = args.epochs * steps_per_epoch
     if args.max_steps:
@@ -296,7 +300,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 group['lr'] = lr
             with autocast():
                 preds = ddp_model(batch['rgb'], batch['depth'])
-            loss, parts = criterion([p.float() for p in preds], batch['gt'])
+            loss, parts = criterion([p.float() for p in preds], batch['gt'],
+                                    raw_depth=batch['depth'])
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -339,6 +344,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                           'sensors': args.sensors, 'epoch': epoch, 'step': step,
                           'seed': args.seed, 'world_size': info.world_size,
                           'command': ' '.join(sys.argv),
+                          'elapsed_s_this_process': round(time.monotonic() - run_start),
+                          'torch': torch.__version__,
+                          'args': {k: v for k, v in vars(args).items()
+                                   if isinstance(v, (int, float, str, bool, list, type(None)))},
                           'val': {k: v for k, v in row.items() if k.startswith('val_')}}
             save_checkpoint(out_dir / 'last.safetensors', model, provenance)
             torch.save({'optimizer': optimizer.state_dict(),
