@@ -17,7 +17,7 @@ ROS_ENV := AMENT_PREFIX_PATH=$(abspath $(VENV)) \
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
 	FASTDDS_DEFAULT_PROFILES_FILE=$(abspath config/fastdds_large_data.xml)
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench bench-node clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_model.py
+
+bench-node: $(STAMP)
+	$(ROS_ENV) $(PY) bench/bench_node.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -31,6 +31,8 @@ setup(
             's2ml_bag_eval = s2ml_ros.bag_eval:main',
             's2ml_realsense = s2ml_ros.realsense_node:main',
             's2ml_realsense_offline = s2ml_ros.realsense_offline:main',
+            's2ml_sim_camera = s2ml_ros.sim_camera_publisher:main',
+            's2ml_demo = s2ml_ros.demo:main',
         ],
     },
 )

@@ -14,11 +14,10 @@ import statistics
 import time
 from typing import Callable, Dict, List, Tuple
 
+from s2ml_ros.model import build_s2ml, get_config
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from s2ml_ros.model import build_s2ml, get_config
 
 SIZES = {'320x240': (240, 320), '640x480': (480, 640)}
 
@@ -121,8 +120,8 @@ def bench_pair(variant: str, size: Tuple[int, int], runs: int, device: torch.dev
 
     def call(model: nn.Module) -> Callable[[], None]:
         def fn() -> None:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype,
-                                                         enabled=dtype is not None):
+            autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+            with torch.inference_mode(), autocast:
                 model(rgb, depth)
         return fn
 

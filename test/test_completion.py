@@ -1,8 +1,5 @@
-"""Unit tests of the per-frame steps (s2ml_ros.completion), statistics and module boundaries."""
+"""Unit tests of the per-frame steps (s2ml_ros.completion) and the node statistics."""
 
-import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -132,20 +129,3 @@ def test_rate_meter_and_rolling_stats():
     med, mx, n = stats.summary('missing')
     assert n == 0 and np.isnan(med)
     assert stats.names() == ('a',)
-
-
-PURE = ['s2ml_ros.conversions', 's2ml_ros.sync', 's2ml_ros.params', 's2ml_ros.pointcloud',
-        's2ml_ros.frame_slot', 's2ml_ros.completion', 's2ml_ros.node_stats',
-        's2ml_ros.camera_presets']
-
-
-@pytest.mark.parametrize('module', PURE)
-def test_pure_modules_import_neither_ros_nor_torch(module):
-    code = (f'import importlib, json, sys; importlib.import_module({module!r}); '
-            'print(json.dumps(sorted(sys.modules)))')
-    out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
-                         text=True).stdout
-    loaded = json.loads(out.strip().splitlines()[-1])
-    leaked = [m for m in loaded if m.split('.')[0] in (
-        'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_interfaces', 'torch')]
-    assert not leaked, f'{module} imports {leaked}'
