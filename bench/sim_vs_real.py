@@ -3,8 +3,8 @@ Compare simulated raw-depth holes with real ones: statistics table and optional 
 
 Usage::
 
-    python bench/sim_vs_real.py --realdata /work/shared/realdata [--frames 12]
-        [--figure docs/simulator_vs_real.png --stats-plot docs/simulator_hole_stats.png]
+    python bench/sim_vs_real.py --realdata REAL_FRAMES_DIR [--frames 12]
+        [--figure docs/simulated_raw_depth.png --stats-plot docs/simulator_hole_stats.png]
 
 Per group (real Kinect v1 frames vs the 'structured_light' preset; real RealSense D4xx frames vs
 'active_stereo') it prints: hole fraction inside the frame (a 5% border excluded), hole share
@@ -85,7 +85,8 @@ def real_frames(root: Path, folders: List[str]) -> List[Dict[str, np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--realdata', default='/work/shared/realdata', help='real frame root')
+    parser.add_argument('--realdata', required=True,
+                        help='folder of real frames: <source>/<frame>_depth_raw.png')
     parser.add_argument('--frames', type=int, default=12, help='simulated frames per group')
     parser.add_argument('--figure', default=None, help='write a side-by-side PNG here')
     parser.add_argument('--stats-plot', default=None, help='write a statistics bar plot here')
@@ -112,7 +113,7 @@ def main() -> None:
     for label, row in table.items():
         print(f'| {label} | ' + ' | '.join(f'{row[k]:.3g}' for k in keys) + ' |')
     if args.figure:
-        write_figure(Path(args.figure), root, sims['kinect_v1'])
+        write_figure(Path(args.figure), sims)
     if args.stats_plot:
         write_stats_plot(Path(args.stats_plot), table)
 
@@ -124,20 +125,20 @@ def _vis(depth: np.ndarray, lo: float = 0.5, hi: float = 5.0) -> np.ndarray:
     return img
 
 
-def write_figure(path: Path, root: Path, sim: list) -> None:
-    """Write simulated RGB / exact / raw beside a real Kinect v1 frame (TUM RGB-D, CC BY 4.0)."""
-    tiles = []
-    f = sim[1]
-    tiles.append([f.rgb, _vis(f.depth_gt_m), _vis(f.depth_raw_m)])
-    real = real_frames(root, ['tum_slambook'])
-    if real:
-        r = real[0]
-        blank = np.full_like(r['rgb'], 255)
-        cv2.putText(blank, 'no ground truth', (130, 250), cv2.FONT_HERSHEY_SIMPLEX, 1.8,
-                    (0, 0, 0), 3)
-        tiles.append([r['rgb'], blank, _vis(r['depth'])])
-    rows = [np.hstack([cv2.resize(t, (256, 192), interpolation=cv2.INTER_AREA if t.ndim == 3
-                                  else cv2.INTER_NEAREST) for t in row]) for row in tiles]
+def write_figure(path: Path, sims: Dict[str, list]) -> None:
+    """
+    Write simulated colour / exact depth / raw depth, one row per sensor group.
+
+    Only simulated pixels go into the figure: the real frames are evaluation data whose
+    licences do not allow copying them into the repository, so the README describes the real
+    frame they are compared with and the statistics plot carries the comparison.
+    """
+    rows = []
+    for sim in sims.values():
+        f = sim[1]
+        tiles = [f.rgb, _vis(f.depth_gt_m), _vis(f.depth_raw_m)]
+        rows.append(np.hstack([cv2.resize(t, (256, 192), interpolation=cv2.INTER_AREA)
+                               for t in tiles]))
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.vstack(rows)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
 

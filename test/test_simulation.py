@@ -1,5 +1,6 @@
 """Simulator behaviour: exact render, sensor failure modes, determinism, smooth motion."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -198,10 +199,11 @@ def test_camera_accepts_a_real_camera_model_and_changes_rooms() -> None:
     assert not np.array_equal(b.depth_gt_m, c.depth_gt_m)
 
 
-REAL = Path('/work/shared/realdata/tum_slambook')
+# Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.
+REAL = Path(os.environ.get('S2ML_REAL_FRAMES', '/nonexistent')) / 'tum_slambook'
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason='shared real frames not available')
+@pytest.mark.skipif(not REAL.is_dir(), reason='S2ML_REAL_FRAMES not set')
 def test_sensor_model_on_real_filled_depth_without_material_maps() -> None:
     import cv2
     from s2ml_ros.baselines import fill_nearest

@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 import math
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -108,10 +109,11 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
     assert len(rows) == 5 and all(r['images'] == 2 for r in rows)
 
 
-REAL = Path('/work/shared/realdata/realsense_d4xx_ucn')
+# Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.
+REAL = Path(os.environ.get('S2ML_REAL_FRAMES', '/nonexistent')) / 'realsense_d4xx_ucn'
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason='shared real frames not available')
+@pytest.mark.skipif(not REAL.is_dir(), reason='S2ML_REAL_FRAMES not set')
 def test_real_frames_are_scored_on_transplanted_holes() -> None:
     from training import evaluate
     report = evaluate.main(['--data', 'folder', '--data-path', str(REAL), '--baselines',
