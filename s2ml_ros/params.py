@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-DEVICE_PATTERN = re.compile(r'^(auto|cpu|mps|cuda(:\d+)?)$')
+DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 RELIABILITIES = ('best_effort', 'reliable', 'system_default')
 DURABILITIES = ('volatile', 'transient_local', 'system_default')
@@ -76,7 +76,7 @@ class NodeParams:
 _SPECS = (
     ParamSpec('checkpoint', 'Path to a .safetensors checkpoint; empty = the packaged default '
               'weights', read_only=True),
-    ParamSpec('device', 'Inference device: auto, cpu, cuda, cuda:N or mps (auto = cuda when '
+    ParamSpec('device', 'Inference device: auto, cpu, cuda or cuda:N (auto = cuda when '
               'available)', read_only=True),
     ParamSpec('precision', 'Inference precision (fp16/bf16 use autocast on CUDA only)',
               read_only=True, choices=PRECISIONS),
@@ -171,7 +171,7 @@ def validate(params: NodeParams) -> NodeParams:
                 f'parameter {name}={value!r} is not one of {", ".join(spec.choices)}')
     if not DEVICE_PATTERN.match(params.device):
         raise ParameterError(
-            f'parameter device={params.device!r} is not one of auto, cpu, cuda, cuda:N, mps')
+            f'parameter device={params.device!r} is not one of auto, cpu, cuda, cuda:N')
     if params.min_depth_m >= params.max_depth_m:
         raise ParameterError(
             f'min_depth_m={params.min_depth_m} must be smaller than '

@@ -22,7 +22,7 @@ def test_every_field_has_a_described_spec():
     ('max_depth_m', float('nan'), 'out of range'),
     ('sync_queue_size', 0, r'sync_queue_size=0 is out of range \[1, 100\]'),
     ('precision', 'fp8', 'precision=.fp8. is not one of fp32, fp16, bf16'),
-    ('device', 'gpu', 'device=.gpu. is not one of auto, cpu, cuda, cuda:N, mps'),
+    ('device', 'gpu', 'device=.gpu. is not one of auto, cpu, cuda, cuda:N'),
     ('output_encoding', '8UC1', 'not one of 32FC1, 16UC1'),
     ('input_qos_reliability', 'sometimes', 'not one of best_effort, reliable'),
     ('cloud_decimation', 17, r'out of range \[1, 16\]'),
