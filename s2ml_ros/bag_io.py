@@ -27,7 +27,7 @@ from rosbags.typesys import get_typestore, Stores
 
 from s2ml_ros import conversions as conv
 from s2ml_ros.params import NodeParams
-from s2ml_ros.sync import StampSynchronizer
+from s2ml_ros.sync import closest_or_newest, StampSynchronizer
 
 _logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def iter_framesets(bag: BagReader, selection: TopicSelection, params: NodeParams
             continue
         depth_msg = matched[1]
         depth_stamp = conv.stamp_to_ns(depth_msg.header.stamp)
-        info = _pick_info(infos, depth_stamp, sync.slop_ns)
+        info = closest_or_newest(infos, depth_stamp, sync.slop_ns)
         if info is None:
             stats.without_info += 1
         stats.matched += 1
@@ -412,14 +412,6 @@ def iter_framesets(bag: BagReader, selection: TopicSelection, params: NodeParams
             - stats.bad_encoding[topic] - stats.matched
         if unmatched:
             stats.unmatched[topic] = unmatched
-
-
-def _pick_info(infos: Sequence[Tuple[int, Any]], stamp_ns: int, slop_ns: int) -> Any:
-    """:return: The CameraInfo stamped closest to the frame, else the newest, else None."""
-    if not infos:
-        return None
-    best = min(infos, key=lambda si: abs(si[0] - stamp_ns))
-    return best[1] if abs(best[0] - stamp_ns) <= max(slop_ns, 1_000_000) else infos[-1][1]
 
 
 def output_qos(depth: int = 2) -> Qos:

@@ -40,7 +40,7 @@ from s2ml_ros.node_stats import RateMeter, RollingStats
 from s2ml_ros.params import (NodeParams, PARAM_SPECS, param_type, ParameterError,
                              params_from_mapping, with_changes)
 from s2ml_ros.pointcloud import build_cloud
-from s2ml_ros.sync import StampSynchronizer
+from s2ml_ros.sync import closest_or_newest, StampSynchronizer
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 try:  # Jazzy and later
@@ -308,14 +308,7 @@ class DepthCompletionNode(Node):
 
     def _pick_info(self, stamp_ns: int) -> Optional[CameraInfo]:
         """Return the CameraInfo stamped closest to the frame, else the newest one received."""
-        infos = list(self._infos)
-        if not infos:
-            return None
-        slop = max(self._sync.slop_ns, 1_000_000)
-        best = min(infos, key=lambda si: abs(si[0] - stamp_ns))
-        # Drivers that stamp camera_info differently (or with 0) still work: intrinsics are
-        # constant, so the newest message is the right fallback.
-        return best[1] if abs(best[0] - stamp_ns) <= slop else infos[-1][1]
+        return closest_or_newest(list(self._infos), stamp_ns, self._sync.slop_ns)
 
     # ----------------------------------------------------------------------------- worker
     def _on_worker_error(self, exc: BaseException) -> None:

@@ -19,7 +19,7 @@ stream arrive out of order; they are counted and discarded, never emitted.
 import bisect
 from dataclasses import dataclass, field
 import threading
-from typing import Any, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar('T')
 
@@ -166,3 +166,23 @@ class StampSynchronizer(Generic[T]):
             self._last_emitted[s] = picked[s]
         self.stats.matched += 1
         return out
+
+
+def closest_or_newest(stamped: Sequence[Tuple[int, T]], stamp_ns: int,
+                      slop_ns: int) -> Optional[T]:
+    """
+    Pick the item stamped closest to ``stamp_ns``, or else the newest one.
+
+    Used for CameraInfo, which is not part of the stamp match: some drivers stamp it differently
+    (or with 0), and intrinsics are constant, so the newest message is the right fallback.
+
+    :param stamped: (stamp in ns, item) pairs, oldest first.
+    :param stamp_ns: Stamp of the frame, ns.
+    :param slop_ns: Largest difference that still counts as the frame's own item, ns (at least
+        1 ms is allowed).
+    :return: The item, or None if ``stamped`` is empty.
+    """
+    if not stamped:
+        return None
+    best = min(stamped, key=lambda pair: abs(pair[0] - stamp_ns))
+    return best[1] if abs(best[0] - stamp_ns) <= max(slop_ns, 1_000_000) else stamped[-1][1]

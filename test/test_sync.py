@@ -2,7 +2,7 @@
 
 import pytest
 
-from s2ml_ros.sync import StampSynchronizer, SyncError
+from s2ml_ros.sync import closest_or_newest, StampSynchronizer, SyncError
 
 MS = 1_000_000
 
@@ -121,3 +121,11 @@ def test_bad_configuration(kwargs, match):
 def test_bad_stream_index():
     with pytest.raises(SyncError, match='out of range'):
         StampSynchronizer(2).add(2, 0, None)
+
+
+def test_camera_info_pick_prefers_the_frames_own_stamp_then_the_newest():
+    infos = [(1_000_000_000, 'a'), (1_033_000_000, 'b'), (5_000_000_000, 'c')]
+    assert closest_or_newest(infos, 1_034_000_000, slop_ns=2_000_000) == 'b'
+    # A driver that stamps camera_info differently (or with 0): fall back to the newest.
+    assert closest_or_newest([(0, 'x'), (0, 'y')], 1_500_000_000, slop_ns=2_000_000) == 'y'
+    assert closest_or_newest([], 1, slop_ns=0) is None
