@@ -371,14 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument('--gt-topic', default=None, help='ground-truth depth Image topic')
     gt.add_argument('--no-gt', action='store_true',
                     help='ignore any ground-truth topic (use the hidden-pixel protocol)')
-    parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
-                        help="comma-separated baselines, 'all' or 'none' (default: "
-                        f"{','.join(DEFAULT_BASELINES)})")
     parser.add_argument('--output-storage', default='same', choices=('same',) + STORAGES,
                         help='storage of the completed bag (default: as the input)')
     parser.add_argument('--output-namespace', default=None,
                         help='namespace of the added topics (default: the camera namespace)')
     parser.add_argument('--no-bag', action='store_true', help='do not write the completed bag')
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options every offline evaluator shares (baselines, report, frames, seed, ...)."""
+    parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
+                        help="comma-separated baselines, 'all' or 'none' (default: "
+                        f"{','.join(DEFAULT_BASELINES)})")
     parser.add_argument('--no-html', action='store_true', help='do not write report.html')
     parser.add_argument('--max-frames', type=int, default=0,
                         help='evaluate at most this many frames (default: 0 = all)')
@@ -386,7 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help='seed of the hidden-pixel protocol (default: 0)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     parser.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 
 from s2ml_ros import conversions as conv
-from s2ml_ros.bag_eval import (DEFAULT_BASELINES, load_params_file, load_predictor, model_info,
-                               REFERENCE, select_baselines)
+from s2ml_ros.bag_eval import (add_run_arguments, DEFAULT_BASELINES, load_params_file,
+                               load_predictor, model_info, REFERENCE, select_baselines)
 from s2ml_ros.bag_io import BagEvalError
 from s2ml_ros.completion import finalize_depth, prepare_frame
 from s2ml_ros.eval_report import render_html
@@ -208,21 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='S2ML .safetensors checkpoint (default: the packaged weights)')
     parser.add_argument('--params-file', default=None, help='node parameter YAML')
     parser.add_argument('--device', default=None, help='auto, cpu, cuda, cuda:N')
-    parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
-                        help="comma-separated baselines, 'all' or 'none' (default: "
-                        f"{','.join(DEFAULT_BASELINES)})")
     parser.add_argument('--filters', default=','.join(FILTER_NAMES),
                         help="comma-separated librealsense set-ups or 'none' (default: all: "
                         f"{','.join(FILTER_NAMES)})")
     parser.add_argument('--no-depth', action='store_true',
                         help='do not write the completed depth PNGs')
-    parser.add_argument('--no-html', action='store_true', help='do not write report.html')
-    parser.add_argument('--max-frames', type=int, default=0,
-                        help='evaluate at most this many frames (default: 0 = all)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the hidden-pixel protocol (default: 0)')
-    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
-    parser.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    add_run_arguments(parser)
     return parser
 
 
