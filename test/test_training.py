@@ -79,18 +79,6 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     load_checkpoint(out / 'last.safetensors')
 
 
-def test_hiding_valid_pixels_with_a_real_hole_pattern() -> None:
-    from training.evaluate import hide_with_hole_pattern
-    raw = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, 5.0]], np.float32)
-    donor = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]], np.float32)
-    hidden_input, hidden = hide_with_hole_pattern(raw, donor)
-    np.testing.assert_array_equal(hidden, [[True, False, False], [False, False, True]])
-    np.testing.assert_array_equal(hidden_input, [[0, 2, 0], [3, 4, 0]])
-    # A donor of another size is resized with nearest neighbour.
-    big = np.kron(donor, np.ones((2, 2), np.float32))
-    np.testing.assert_array_equal(hide_with_hole_pattern(raw, big)[1], hidden)
-
-
 def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Path) -> None:
     from s2ml_ros.model import build_s2ml, save_checkpoint
     from training import evaluate

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
+from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
 from tqdm import tqdm
 
@@ -44,27 +45,6 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Columns of the printed table.
 _SHOWN = ('psnr', 'psnr_pooled', 'rmse', 'mae', 'rel', 'delta1', 'hole_psnr', 'hole_rmse',
           'hole_mae', 'hole_delta1')
-
-
-def hide_with_hole_pattern(raw: np.ndarray, donor_raw: np.ndarray
-                           ) -> Tuple[np.ndarray, np.ndarray]:
-    """
-    Remove valid pixels of ``raw`` where another real frame has holes.
-
-    Real hole shapes (shadows, dark and shiny surfaces, range) moved onto a frame give holes
-    whose true depth is known: the measured values under them.
-
-    :param raw: Raw depth of the frame, float32 [H, W] meters, 0 = hole.
-    :param donor_raw: Raw depth of another frame (any size; its hole mask is resized with
-        nearest neighbour).
-    :return: (input depth with the extra holes, bool [H, W] mask of the hidden valid pixels).
-    """
-    h, w = raw.shape
-    donor_holes = (np.asarray(donor_raw) <= 0).astype(np.uint8)
-    if donor_holes.shape != (h, w):
-        donor_holes = cv2.resize(donor_holes, (w, h), interpolation=cv2.INTER_NEAREST)
-    hidden = donor_holes.astype(bool) & (raw > 0)
-    return np.where(hidden, np.float32(0), raw).astype(np.float32), hidden
 
 
 DEGRADATIONS = ('none', 'noise10', 'noise25', 'noise50', 'blur1', 'blur2', 'blur3', 'lowlight',
@@ -172,7 +152,8 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
 
     :param frames: Samples with 'rgb', 'depth' (raw input) and 'gt'.
     :param methods: name -> fill function.
-    :param hide_holes: Hide valid pixels with the next frame's hole pattern and use the
+    :param hide_holes: Hide valid pixels under real hole shapes moved from other frames
+        (:class:`s2ml_ros.offline_eval.HolePlanter`, the bag evaluator's protocol) and use the
         original raw depth as ground truth (for frames without ground truth).
     :param quiet: No progress bar.
     :param degradation: Input corruption applied after hiding (see :func:`degrade`); the
@@ -182,13 +163,12 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
     accs = {name: DepthMetricAccumulator() for name in methods}
     times = dict.fromkeys(methods, 0.0)
     n = len(frames)
+    planter = HolePlanter(seed=0)
     for i in tqdm(range(n), disable=quiet, desc='frames', file=sys.stderr):
         s = frames[i]
         rgb, raw, gt = s['rgb'], s['depth'], s['gt']
         if hide_holes:
-            if n < 2:
-                raise SystemExit('hiding holes needs at least two frames (a donor pattern)')
-            raw, _ = hide_with_hole_pattern(s['depth'], frames[(i + 1) % n]['depth'])
+            raw, _ = planter.plant(s['depth'])
             gt = s['depth']
         rgb, raw = degrade(rgb, raw, degradation, np.random.default_rng([7, i]))
         for name, fill in methods.items():
