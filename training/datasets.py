@@ -10,6 +10,8 @@ Datasets of (colour, raw depth, ground-truth depth, intrinsics) for training and
   layout of the shared real-frame folders: ``<name>_color.png`` + ``<name>_depth_raw.png``).
 - :class:`SimulatedRgbd`: frames from :mod:`s2ml_ros.simulation`, deterministic per index;
   the fixed test set uses camera seeds from a range the training set never touches.
+- :class:`RosbagFrames`: colour / depth / CameraInfo (and optional ground-truth depth) from a
+  rosbag2 bag, paired by header stamp and decoded exactly as the live node does.
 
 Every item is a sample dict (see :mod:`training.transforms`) passed through the transform and
 :func:`training.transforms.to_tensor`. Missing paths, wrong formats and inconsistent frames
@@ -451,6 +453,102 @@ class RgbdFolder(_FrameDataset):
                                f'{w}x{h}')
         gt = read_depth_png(g, scale) if g is not None else raw.copy()
         return {'rgb': rgb, 'depth': raw, 'gt': gt, 'intrinsics': k, 'name': name}
+
+
+# --------------------------------------------------------------------------- rosbag2
+
+
+class RosbagFrames(_FrameDataset):
+    """
+    Frames of a rosbag2 bag (MCAP or sqlite3), e.g. recorded on the robot with the user's sensor.
+
+    Topics are detected as the bag evaluator detects them (or given), colour and depth are paired
+    by header stamp with the node's synchronizer and decoded with the node's own preprocessing
+    (:func:`s2ml_ros.completion.prepare_frame`), so training sees what the node will see. Frames
+    are decoded once into memory: use ``every`` and ``max_frames`` for long bags. Without a
+    ground-truth topic the raw depth is also the target ('gt' = raw); combine with
+    :class:`training.transforms.SensorHoles` to train on new holes over measured pixels.
+
+    :param bag: Bag folder, or a single .mcap / .db3 file.
+    :param color_topic: Colour topic (None = detect).
+    :param depth_topic: Raw depth topic (None = detect).
+    :param info_topic: CameraInfo topic (None = detect).
+    :param gt_topic: Ground-truth depth topic (None = detect, '' = none).
+    :param every: Keep every n-th synchronized frame.
+    :param max_frames: Keep at most this many frames (0 = all).
+    :param depth_scale: Meters per unit of 16UC1 depth.
+    :param transform: Augmentation ``(sample, rng) -> sample``.
+    :param seed: Seed of the augmentation.
+    :param on_bad_frame: 'skip' or 'raise'.
+    """
+
+    def __init__(self, bag: PathLike, color_topic: Optional[str] = None,
+                 depth_topic: Optional[str] = None, info_topic: Optional[str] = None,
+                 gt_topic: Optional[str] = None, every: int = 1, max_frames: int = 0,
+                 depth_scale: float = 0.001, transform: Optional[Transform] = None,
+                 seed: int = 0, on_bad_frame: str = 'skip') -> None:
+        # Imported here: reading bags needs rosbags, which the other datasets do not.
+        from s2ml_ros.bag_io import BagEvalError, BagReader, detect_topics, iter_framesets, \
+            PairingStats
+        from s2ml_ros.completion import prepare_frame
+        from s2ml_ros.conversions import ConversionError, depth_to_meters
+        from s2ml_ros.params import NodeParams
+
+        super().__init__(transform, seed, on_bad_frame)
+        if every < 1 or max_frames < 0:
+            raise ValueError(f'every must be >= 1 and max_frames >= 0, got {every}, {max_frames}')
+        self.path = _require(bag, 'bag', is_dir=Path(bag).is_dir())
+        params = NodeParams(depth_scale=depth_scale)
+        self.frames: List[Sample] = []
+        self.skipped: Dict[str, int] = {}
+        try:
+            with BagReader(str(self.path)) as reader:
+                self.topics = detect_topics(reader, color_topic, depth_topic, info_topic,
+                                            gt_topic)
+                self.pairing = PairingStats()
+                for frameset in iter_framesets(reader, self.topics, params, self.pairing):
+                    if frameset.index % every:
+                        continue
+                    try:
+                        prepared = prepare_frame(frameset.color, frameset.depth, frameset.info,
+                                                 params)
+                        if prepared.intrinsics is None:
+                            raise ConversionError(prepared.intrinsics_error)
+                        gt = prepared.depth_m
+                        if frameset.ground_truth is not None:
+                            gt = depth_to_meters(frameset.ground_truth, depth_scale)
+                    except ConversionError as exc:
+                        reason = str(exc).split(':')[0]
+                        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+                        if on_bad_frame == 'raise':
+                            raise DatasetError(
+                                f'{self.path}: frame {frameset.index}: {exc}') from exc
+                        continue
+                    self.frames.append({'rgb': prepared.rgb, 'depth': prepared.depth_m,
+                                        'gt': gt, 'intrinsics': prepared.intrinsics,
+                                        'name': f'{self.path.name}#{frameset.index}'})
+                    if max_frames and len(self.frames) >= max_frames:
+                        break
+        except BagEvalError as exc:
+            raise DatasetError(str(exc)) from exc
+        if self.skipped:
+            _logger.warning('%s: skipped %d undecodable frames: %s', self.path,
+                            sum(self.skipped.values()), self.skipped)
+        if not self.frames:
+            raise DatasetError(f'{self.path}: no usable colour/depth/CameraInfo frame '
+                               f'(pairing: {self.pairing.as_dict()})')
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def describe(self, index: int) -> str:
+        """:return: Bag and synchronized-frame number of item ``index``."""
+        return self.frames[index]['name']
+
+    def load(self, index: int) -> Sample:
+        """:return: A copy of one decoded frame (transforms may modify it)."""
+        frame = self.frames[index]
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in frame.items()}
 
 
 # --------------------------------------------------------------------------- simulation

@@ -39,7 +39,7 @@ import yaml
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss
-from .transforms import BorderCrop, CenterCrop, Compose, Resize, train_transform
+from .transforms import BorderCrop, CenterCrop, Compose, Resize, SensorHoles, train_transform
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -47,9 +47,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description='Train S2ML depth completion', add_help=add_help)
     p.add_argument('-c', '--config', default=None, help='YAML file of option defaults')
     p.add_argument('--variant', default='tiny', help='model variant (s2ml_ros.model)')
-    p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder'],
+    p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
-    p.add_argument('--data-path', default=None, help='dataset file or folder (not for sim)')
+    p.add_argument('--data-path', default=None,
+                   help='dataset file or folder; a rosbag2 bag for --data bag (not for sim)')
+    p.add_argument('--color-topic', default=None, help='bag colour topic (default: detect)')
+    p.add_argument('--depth-topic', default=None, help='bag raw depth topic (default: detect)')
+    p.add_argument('--info-topic', default=None, help='bag CameraInfo topic (default: detect)')
+    p.add_argument('--gt-topic', default=None,
+                   help="bag ground-truth depth topic (default: detect; '' for none)")
+    p.add_argument('--bag-every', type=int, default=1, help='keep every n-th bag frame')
+    p.add_argument('--extra-holes', default=None,
+                   help='real data: add the holes of this simulated sensor preset over measured '
+                   'pixels (e.g. structured_light), so frames without ground truth can train')
     p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
     p.add_argument('--sun-train-list', default=None, help='SUN RGB-D training frame list')
     p.add_argument('--sun-val-list', default=None, help='SUN RGB-D validation frame list')
@@ -120,7 +130,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         pre.append(BorderCrop(*args.border_crop))
     if args.resize:
         pre.append(Resize(*args.resize))
-    train_tf = Compose(pre + aug.transforms)
+    holes = [SensorHoles(args.extra_holes)] if args.extra_holes else []
+    train_tf = Compose(pre + holes + aug.transforms)
     val_tf = Compose(pre) if pre else None
     if args.data == 'sim':
         w, h = args.sim_size
@@ -139,10 +150,17 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     elif args.data == 'sun':
         train = ds.SunRgbd(args.data_path, args.sun_train_list, train_tf, args.seed)
         val = ds.SunRgbd(args.data_path, args.sun_val_list, val_tf)
+    elif args.data == 'bag':
+        bag_args = {'color_topic': args.color_topic, 'depth_topic': args.depth_topic,
+                    'info_topic': args.info_topic, 'gt_topic': args.gt_topic,
+                    'every': args.bag_every}
+        train = ds.RosbagFrames(args.data_path, transform=train_tf, seed=args.seed, **bag_args)
+        val = ds.RosbagFrames(args.data_path, transform=Compose(
+            pre + holes + [CenterCrop(cw, ch)]), **bag_args)
     else:
         train = ds.RgbdFolder(args.data_path, transform=train_tf, seed=args.seed)
         val = ds.RgbdFolder(args.data_path, transform=Compose(
-            (pre or []) + [CenterCrop(cw, ch)]))
+            pre + holes + [CenterCrop(cw, ch)]))
     return train, val
 
 

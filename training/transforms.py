@@ -215,6 +215,39 @@ class RandomHorizontalFlip:
         return hflip(sample) if rng.random() < self.p else sample
 
 
+class SensorHoles:
+    """
+    Add the holes a simulated sensor would make on top of the measured input depth.
+
+    For real data (NYU, SUN RGB-D, a user's bag): the target keeps every measured value, the
+    input loses the pixels the sensor model drops (shadows at occluding edges, dark and shiny
+    surfaces, grazing angles, range), so the network learns to fill realistic holes where the
+    answer is known. The input's remaining values stay as measured (no simulated noise). Must
+    run before colour jitter (the dropout model reads the colour image).
+
+    :param sensor: A preset of :data:`s2ml_ros.simulation.SENSOR_PRESETS`.
+    :param p: Probability of adding holes to a sample.
+    """
+
+    def __init__(self, sensor: str = 'structured_light', p: float = 1.0) -> None:
+        from s2ml_ros.simulation import SensorModel
+        self.model = SensorModel.from_preset(sensor)
+        self.p = p
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        from s2ml_ros.baselines import fill_nearest
+        depth = sample['depth']
+        # The sensor model needs a surface everywhere to cast shadows from; nearest-valid
+        # filling gives one without inventing structure.
+        surface = fill_nearest(sample['rgb'], depth) if np.any(depth <= 0) else depth
+        simulated = self.model.apply(surface, sample['rgb'], sample['intrinsics'], rng)
+        out = dict(sample)
+        out['depth'] = np.where(simulated > 0, depth, np.float32(0)).astype(np.float32)
+        return out
+
+
 class ColorJitter:
     """
     Random brightness, contrast and saturation changes of the colour image only.
