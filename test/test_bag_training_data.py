@@ -73,6 +73,8 @@ def test_sensor_holes_hide_measured_pixels_and_keep_the_rest_exact() -> None:
 def test_training_on_a_recorded_bag_with_simulated_holes(tmp_path: Path) -> None:
     import math
 
+    from s2ml_ros.model import load_checkpoint
+    import torch
     from training import train
     write_bag(tmp_path / 'bag', n=4, width=64, height=48)
     row = train.main(['--variant', 'test', '--data', 'bag', '--data-path', str(tmp_path / 'bag'),
@@ -80,4 +82,13 @@ def test_training_on_a_recorded_bag_with_simulated_holes(tmp_path: Path) -> None
                       '--batch-size', '2', '--epochs', '1', '--workers', '0', '--device', 'cpu',
                       '--output-dir', str(tmp_path / 'run'), '--no-progress'])
     assert row['step'] == 2 and math.isfinite(row['train_loss'])
-    assert (tmp_path / 'run' / 'last.safetensors').is_file()
+    first = tmp_path / 'run' / 'last.safetensors'
+    # Fine-tuning starts from existing weights with a fresh optimizer.
+    row = train.main(['--variant', 'test', '--data', 'bag', '--data-path', str(tmp_path / 'bag'),
+                      '--extra-holes', 'active_stereo', '--crop', '48', '32',
+                      '--batch-size', '2', '--epochs', '1', '--workers', '0', '--device', 'cpu',
+                      '--init-from', str(first), '--lr', '0',
+                      '--output-dir', str(tmp_path / 'tuned'), '--no-progress'])
+    before = load_checkpoint(first)[0].state_dict()
+    after = load_checkpoint(tmp_path / 'tuned' / 'last.safetensors')[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # lr 0: weights unchanged

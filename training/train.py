@@ -99,6 +99,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=2, help='data loader workers per process')
     p.add_argument('--eval-every', type=int, default=1, help='validate every N epochs')
     p.add_argument('--output-dir', default='runs/s2ml', help='checkpoints and logs')
+    p.add_argument('--init-from', default=None,
+                   help='start from these weights (fine-tuning; new optimizer and schedule)')
     p.add_argument('--resume', default=None,
                    help="checkpoint to resume from ('auto': <output-dir>/last.safetensors)")
     p.add_argument('--seed', type=int, default=0, help='seed of init and augmentation')
@@ -265,6 +267,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None
+    if args.init_from:
+        loaded, ck_info = load_checkpoint(args.init_from)
+        if ck_info.config != config:
+            raise SystemExit(f'{args.init_from} holds variant {ck_info.variant}, '
+                             f'not {args.variant}')
+        model.load_state_dict(loaded.state_dict())
     resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
     if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
         loaded, ck_info = load_checkpoint(resume)
