@@ -66,15 +66,18 @@ def write_tiny_checkpoint(path: Path, hole_fill_m: float = 2.0) -> Path:
     """
     Write an untrained tiny S2ML checkpoint whose output is predictable.
 
-    The network is randomly initialised, then the last convolution of every fusion pair's
-    residual head gets zero weights and a constant bias, so the output is the input depth plus
-    ``hole_fill_m`` in total: every hole is filled with ``hole_fill_m`` meters. Node tests only
-    check plumbing (finite, positive fills; measured pixels kept), not accuracy.
+    The network is randomly initialised with a zero initial fill (D_0 = raw depth), then the
+    last convolution of every fusion pair's residual head gets zero weights and a constant
+    bias, so the output is the input depth plus ``hole_fill_m`` in total: every hole is filled
+    with ``hole_fill_m`` meters. Node tests only check plumbing (finite, positive fills;
+    measured pixels kept), not accuracy.
     """
-    from s2ml_ros.model import build_s2ml, save_checkpoint
+    from dataclasses import replace
+
+    from s2ml_ros.model import build_s2ml, get_config, save_checkpoint
     import torch
     torch.manual_seed(0)
-    model = build_s2ml('tiny')
+    model = build_s2ml(replace(get_config('tiny'), initial_fill='zeros'))
     pairs = list(model.pairs)
     with torch.no_grad():
         for pair in pairs:

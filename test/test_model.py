@@ -2,8 +2,8 @@
 
 import pytest
 from s2ml_ros.model import build_s2ml, ConfigError, get_config, S2ML, S2MLConfig
-from s2ml_ros.model.layers import (shifted_window_mask, SpectralFusion, SwinBlock,
-                                   window_partition, window_reverse)
+from s2ml_ros.model.layers import (pyramid_fill, shifted_window_mask, SpectralFusion,
+                                   SwinBlock, window_partition, window_reverse)
 import torch
 
 
@@ -66,18 +66,42 @@ def test_backward_reaches_every_parameter():
         assert param.grad.abs().sum() > 0, f'zero gradient for {name}'
 
 
-def test_stages_refine_progressively_from_the_raw_depth():
+def test_stages_refine_progressively_from_the_initial_fill():
     # Each stage adds a residual to the previous one: with the heads silenced, every stage
-    # returns the measured depth unchanged (D_k = D_{k-1} = D_0).
+    # returns D_0, which keeps every measured pixel and fills holes from their surroundings.
     model = build_s2ml('test')
     for pair in model.pairs:
         torch.nn.init.zeros_(pair.head[2].weight)
         torch.nn.init.zeros_(pair.head[2].bias)
     rgb, depth = _inputs(24, 40)
+    measured = depth > 0
     with torch.inference_mode():
         stages = model(rgb, depth)
     for stage in stages:
-        torch.testing.assert_close(stage, depth)
+        torch.testing.assert_close(stage[measured], depth[measured])
+        assert (stage[~measured] >= 0.5).all() and (stage[~measured] <= 4.5).all()
+    zeros = build_s2ml(S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'zeros'}))
+    zeros.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(zeros(rgb, depth)[-1], depth)  # D_0 = raw, zeros in holes
+
+
+def test_pyramid_fill_keeps_measurements_and_fills_from_surroundings():
+    depth = torch.full((1, 1, 13, 17), 2.5)
+    mask = (torch.rand(1, 1, 13, 17, generator=torch.Generator().manual_seed(0)) > 0.6).float()
+    filled = pyramid_fill(depth * mask, mask)
+    torch.testing.assert_close(filled, depth)  # a constant surface is recovered exactly
+    # A hole between a near and a far region gets a value between them.
+    step = torch.ones(1, 1, 8, 16)
+    step[..., 8:] = 3.0
+    hole = torch.ones_like(step)
+    hole[..., 6:10] = 0
+    out = pyramid_fill(step * hole, hole)
+    assert torch.equal(out[hole > 0], step[hole > 0])
+    assert (out[..., 6:10] > 1.0).all() and (out[..., 6:10] < 3.0).all()
+    assert out[..., 6].mean() < out[..., 9].mean()
+    empty = torch.zeros(2, 1, 5, 7)
+    assert torch.equal(pyramid_fill(empty, empty), empty)
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])
@@ -169,6 +193,8 @@ def test_config_validation_names_the_bad_value():
         S2MLConfig(max_depth_m=0.0)
     with pytest.raises(ConfigError, match="unknown S2ML variant 'huge'"):
         get_config('huge')
+    with pytest.raises(ConfigError, match='initial_fill must be one of'):
+        S2MLConfig(initial_fill='median')
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

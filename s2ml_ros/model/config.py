@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping
 
 
+INITIAL_FILLS = ('pyramid', 'zeros')
+
+
 class ConfigError(ValueError):
     """Raised for an invalid or unknown model configuration."""
 
@@ -28,6 +31,9 @@ class S2MLConfig:
         input resolution and every head PixelShuffles its residual back to full resolution.
     :param max_depth_m: Depth normaliser d_max in meters (NYU and SUN RGB-D protocols use 10 m).
     :param amplitude_log_bound: Bound of the log-amplitude correction, so exp() cannot overflow.
+    :param initial_fill: Initial depth D_0 of the cascade: 'pyramid' (holes filled by a
+        parameter-free coarse-to-fine average of valid neighbours) or 'zeros' (raw depth with
+        zeros in the holes, the most literal reading).
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -40,6 +46,7 @@ class S2MLConfig:
     downscale: int = 4
     max_depth_m: float = 10.0
     amplitude_log_bound: float = 5.0
+    initial_fill: str = 'pyramid'
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
@@ -61,6 +68,9 @@ class S2MLConfig:
             raise ConfigError(f'mlp_ratio must be > 0, got {self.mlp_ratio}')
         if not self.max_depth_m > 0:
             raise ConfigError(f'max_depth_m must be > 0 meters, got {self.max_depth_m}')
+        if self.initial_fill not in INITIAL_FILLS:
+            raise ConfigError(
+                f'initial_fill must be one of {INITIAL_FILLS}, got {self.initial_fill!r}')
         if not self.amplitude_log_bound > 0:
             raise ConfigError(
                 f'amplitude_log_bound must be > 0, got {self.amplitude_log_bound}')

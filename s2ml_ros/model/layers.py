@@ -18,6 +18,36 @@ from torch import nn
 import torch.nn.functional as F
 
 
+def pyramid_fill(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """
+    Fill holes coarse-to-fine with averages of the valid pixels around them (no parameters).
+
+    Masked depth and mask are average-pooled by 2 until one pixel is left; going back up, a
+    pixel keeps its own level's valid average where it has one and takes the bilinearly
+    upsampled coarser estimate where it has none. Measured pixels come out unchanged; each hole
+    gets the average of the nearest valid surroundings. This is the cascade's initial depth D_0,
+    so the fusion pairs refine a plausible surface instead of inventing depth from zero.
+
+    :param depth: Depth [B, 1, H, W] (any unit), 0 in holes.
+    :param mask: Validity [B, 1, H, W], 1 = measured, 0 = hole.
+    :return: Filled depth [B, 1, H, W]; 0 only where an image has no valid pixel at all.
+    """
+    levels = [(depth * mask, mask)]
+    while min(levels[-1][1].shape[-2:]) > 1:
+        d, m = levels[-1]
+        levels.append((F.avg_pool2d(d, 2, ceil_mode=True), F.avg_pool2d(m, 2, ceil_mode=True)))
+    filled = None
+    for d, m in reversed(levels):
+        own = d / m.clamp_min(1e-6)
+        if filled is None:
+            filled = torch.where(m > 0, own, torch.zeros_like(own))
+        else:
+            coarse = F.interpolate(filled, size=d.shape[-2:], mode='bilinear',
+                                   align_corners=False)
+            filled = torch.where(m > 0, own, coarse)
+    return filled
+
+
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     """
     Cut a feature map into non-overlapping square windows.

@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .config import S2MLConfig
-from .layers import ResidualConv, SpatialFusion, SpectralFusion
+from .layers import pyramid_fill, ResidualConv, SpatialFusion, SpectralFusion
 
 # ImageNet statistics: the usual RGB normalisation of the depth-completion baselines.
 _RGB_MEAN = (0.485, 0.456, 0.406)
@@ -98,9 +98,11 @@ class S2ML(nn.Module):
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
 
+        if self.config.initial_fill == 'pyramid':
+            depth_n = pyramid_fill(depth_n, mask)
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
-        current = depth_n
+        current = depth_n  # D_0
         outputs = []
         for pair in self.pairs:
             spectral = pair.spectral(rgb_feat, depth_feat)
