@@ -33,7 +33,7 @@ import logging
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -394,6 +394,21 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
 
 
+def run_settings(args: argparse.Namespace) -> Tuple[NodeParams, List[str]]:
+    """
+    Node parameters (file, then command-line overrides) and baselines of an evaluator run.
+
+    :param args: Parsed options with ``params_file``, ``baselines`` and any of ``device``,
+        ``precision``, ``checkpoint``.
+    :return: (validated node parameters, baseline names).
+    """
+    values = load_params_file(args.params_file) if args.params_file else {}
+    for key in ('device', 'precision', 'checkpoint'):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    return params_from_mapping(values), select_baselines(args.baselines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     Console entry point ``s2ml_bag_eval``.
@@ -404,12 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     try:
-        values = load_params_file(args.params_file) if args.params_file else {}
-        for key in ('device', 'precision', 'checkpoint'):
-            if getattr(args, key) is not None:
-                values[key] = getattr(args, key)
-        params = params_from_mapping(values)
-        baselines = select_baselines(args.baselines)
+        params, baselines = run_settings(args)
         output = args.output or str(Path(args.bag).resolve().parent / (
             Path(args.bag).name.split('.')[0] + '_eval'))
         predictor = load_predictor(params.checkpoint or None, params.device, params.precision)

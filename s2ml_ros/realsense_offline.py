@@ -33,14 +33,14 @@ import cv2
 import numpy as np
 
 from s2ml_ros import conversions as conv
-from s2ml_ros.bag_eval import (add_run_arguments, DEFAULT_BASELINES, load_params_file,
-                               load_predictor, model_info, REFERENCE, select_baselines)
+from s2ml_ros.bag_eval import (add_run_arguments, DEFAULT_BASELINES, load_predictor,
+                               model_info, REFERENCE, run_settings)
 from s2ml_ros.bag_io import BagEvalError
 from s2ml_ros.completion import finalize_depth, prepare_frame
 from s2ml_ros.eval_report import render_html
 from s2ml_ros.offline_eval import (Evaluation, HolePlanter, OutputError, path_sha256,
                                    StagedOutput)
-from s2ml_ros.params import NodeParams, ParameterError, params_from_mapping
+from s2ml_ros.params import NodeParams, ParameterError
 from s2ml_ros.realsense_source import (FILTER_NAMES, RealSenseConfig, RealSenseDepthFilters,
                                        RealSenseError, RealSenseFrame, RealSenseSource)
 
@@ -227,12 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     try:
-        values = load_params_file(args.params_file) if args.params_file else {}
-        for key in ('device', 'checkpoint'):
-            if getattr(args, key) is not None:
-                values[key] = getattr(args, key)
-        params = params_from_mapping(values)
-        baselines = select_baselines(args.baselines)
+        params, baselines = run_settings(args)
         filters = [] if args.filters in ('', 'none') else [
             f.strip() for f in args.filters.split(',') if f.strip()]
         output = args.output or str(Path(args.recording).resolve().with_suffix('')) + '_eval'

@@ -122,18 +122,25 @@ def test_shifted_window_mask_separates_wrapped_regions():
     assert torch.equal(mask, mask.transpose(1, 2))
 
 
-def test_shifted_attention_matches_roll_equivariance():
-    # A shifted block on a map rolled by the shift equals rolling the unshifted-window result
-    # only inside regions; here we check the cheaper invariant that the shifted block keeps
-    # shape and differs from the unshifted one (the mask and roll are really applied).
+def test_shifted_windows_do_not_mix_pixels_that_only_meet_by_wrapping():
+    # 8x8 map, window 4, shift 2: after the cyclic roll, pixel (0, 0) and pixel (7, 7) share
+    # the bottom-right window but come from opposite corners, so the mask must keep them apart,
+    # while (0, 0) and (0, 1) are true neighbours and must interact.
     torch.manual_seed(0)
-    plain = SwinBlock(8, 2, 4, shifted=False, mlp_ratio=2.0)
-    shifted = SwinBlock(8, 2, 4, shifted=True, mlp_ratio=2.0)
-    shifted.load_state_dict(plain.state_dict())
-    x = torch.randn(1, 12, 16, 8)
-    y_plain, y_shift = plain(x), shifted(x)
-    assert y_shift.shape == x.shape
-    assert not torch.allclose(y_plain, y_shift)
+    block = SwinBlock(8, 2, 4, shifted=True, mlp_ratio=2.0)
+    x = torch.randn(1, 8, 8, 8)
+    y = x.clone()
+    y[0, 0, 0, 0] += 5.0  # one channel: a uniform shift would vanish in the LayerNorm
+    with torch.no_grad():
+        out_x, out_y = block(x), block(y)
+    assert torch.allclose(out_x[0, 7, 7], out_y[0, 7, 7], atol=1e-6)
+    assert not torch.allclose(out_x[0, 0, 1], out_y[0, 0, 1])
+    unmasked = SwinBlock(8, 2, 4, shifted=True, mlp_ratio=2.0)
+    unmasked.load_state_dict(block.state_dict())
+    unmasked._mask = lambda h, w, device: torch.zeros(4, 16, 16)  # roll without the mask
+    with torch.no_grad():
+        leaked = unmasked(y)[0, 7, 7] - unmasked(x)[0, 7, 7]
+    assert leaked.abs().max() > 1e-4  # so the first assertion is really the mask's doing
 
 
 def test_spectral_fusion_identity_at_init_reproduces_features():

@@ -8,7 +8,7 @@ The predictor owns device choice, precision, inference mode, input validation an
 from contextlib import nullcontext
 import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class DepthCompletionPredictor:
             self._forward = model
         # Page-locked staging buffers, reused while the frame size stays the same, make the
         # host-to-GPU copies asynchronous and avoid a fresh pinned allocation per frame. Reuse is
-        # safe because predict_stages ends with a device-to-host copy that waits for the GPU.
+        # safe because every call ends with a device-to-host copy that waits for the GPU.
         self._staging: dict = {}
 
     @classmethod
@@ -170,12 +170,8 @@ class DepthCompletionPredictor:
         return torch.autocast(device_type='cuda', dtype=_AUTOCAST_DTYPES[self.precision])
 
     @torch.inference_mode()
-    def predict_stages(self, rgb: np.ndarray, depth_m: np.ndarray) -> list:
-        """
-        Run the network and return every stage's depth (for inspection and evaluation).
-
-        :return: List of float32 [H, W] depth maps in meters, final stage last.
-        """
+    def _run(self, rgb: np.ndarray, depth_m: np.ndarray) -> List[torch.Tensor]:
+        """:return: Every stage's depth, [1, 1, H, W] tensors on the device."""
         self._check_inputs(rgb, depth_m)
         rgb_t = self._upload('rgb', np.ascontiguousarray(rgb))
         depth_t = self._upload('depth', np.ascontiguousarray(depth_m, dtype=np.float32))
@@ -185,8 +181,19 @@ class DepthCompletionPredictor:
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            stages = self._forward(rgb_t, depth_t)
-        return [s[0, 0].float().cpu().numpy() for s in stages]
+            return self._forward(rgb_t, depth_t)
+
+    @staticmethod
+    def _to_numpy(stage: torch.Tensor) -> np.ndarray:
+        return stage[0, 0].float().cpu().numpy()
+
+    def predict_stages(self, rgb: np.ndarray, depth_m: np.ndarray) -> List[np.ndarray]:
+        """
+        Run the network and return every stage's depth (for inspection and evaluation).
+
+        :return: List of float32 [H, W] depth maps in meters, final stage last.
+        """
+        return [self._to_numpy(stage) for stage in self._run(rgb, depth_m)]
 
     def predict(self, rgb: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
         """
@@ -198,7 +205,8 @@ class DepthCompletionPredictor:
             ``keep_measured`` the measured pixels are returned exactly as given.
         :raises PredictorInputError: For a wrong dtype, shape, or mismatched sizes.
         """
-        completed = self.predict_stages(rgb, depth_m)[-1]
+        # Only the final stage leaves the device: one copy per frame, not one per stage.
+        completed = self._to_numpy(self._run(rgb, depth_m)[-1])
         if self.keep_measured:
             measured = np.isfinite(depth_m) & (depth_m > 0)
             completed = np.where(measured, depth_m, completed).astype(np.float32, copy=False)
