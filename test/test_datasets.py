@@ -13,7 +13,7 @@ import scipy.io
 import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
-from training.transforms import crop, hflip, resize, train_transform
+from training.transforms import crop, hflip, PlantedHoles, resize, train_transform
 
 W, H = 40, 30
 
@@ -236,3 +236,27 @@ def test_exported_simulated_frames_read_back_as_a_folder(tmp_path: Path) -> None
     np.testing.assert_allclose(s['gt'], ref['gt'], atol=5e-4)
     np.testing.assert_allclose(s['depth'], ref['depth'], atol=5e-4)
     assert s['intrinsics'] == ref['intrinsics']
+
+
+def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> None:
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.5, 4.0, (48, 64)).astype(np.float32)
+    depth[10:20, 5:15] = 0  # one square hole, 100 pixels
+    gt = depth.copy()
+    gt[10:20, 5:15] = 2.0
+    sample = {'rgb': np.zeros((48, 64, 3), np.uint8), 'depth': depth, 'gt': gt}
+    planted = PlantedHoles(p=1.0, max_shift=0.5)
+    hidden_counts = []
+    for seed in range(20):
+        out = planted(sample, np.random.default_rng(seed))
+        assert out['gt'] is gt and out['rgb'] is sample['rgb']
+        newly = (out['depth'] == 0) & (depth > 0)
+        assert np.array_equal(out['depth'][~newly], depth[~newly])  # the rest is untouched
+        hidden_counts.append(int(newly.sum()))
+        if newly.any():
+            ys, xs = np.nonzero(newly)  # the moved square, cut by the borders and the hole
+            assert ys.max() - ys.min() < 10 and xs.max() - xs.min() < 10
+    assert max(hidden_counts) > 50 and np.all(np.array(hidden_counts) <= 100)
+    assert PlantedHoles(p=0.0)(sample, rng) is sample
+    with pytest.raises(ValueError, match='1.5'):
+        PlantedHoles(p=1.5)

@@ -104,6 +104,31 @@ def test_pyramid_fill_keeps_measurements_and_fills_from_surroundings():
     assert torch.equal(pyramid_fill(empty, empty), empty)
 
 
+def test_local_pyramid_fill_takes_the_near_side_of_a_depth_edge():
+    # A hole on a near surface (1 m) right beside a far one (4 m) whose boundary falls inside
+    # a pooling cell: the grid-aligned fill mixes in the far side, the local fill must not.
+    depth = torch.ones(1, 1, 32, 32)
+    depth[..., 21:] = 4.0
+    mask = torch.ones_like(depth)
+    mask[..., 8:20, 17:20] = 0  # hole ends one column before the edge at 21
+    grid = pyramid_fill(depth * mask, mask)
+    local = pyramid_fill(depth * mask, mask, local=True)
+    hole = mask == 0
+    assert torch.equal(local[mask > 0], depth[mask > 0])
+    local_error = (local - depth)[hole].abs()
+    grid_error = (grid - depth)[hole].abs()
+    # Every hole pixel whose centred 3x3 window reaches the near side copies it exactly.
+    assert torch.equal(local[..., 8:20, 17], depth[..., 8:20, 17])
+    assert torch.equal(local[..., 8:20, 19], depth[..., 8:20, 19])
+    assert local_error.mean() < 0.5 * grid_error.mean()
+    # Constant surfaces and empty images behave as in the grid-aligned fill.
+    const = torch.full((1, 1, 13, 17), 2.5)
+    sparse = (torch.rand(1, 1, 13, 17, generator=torch.Generator().manual_seed(0)) > 0.6).float()
+    torch.testing.assert_close(pyramid_fill(const * sparse, sparse, local=True), const)
+    empty = torch.zeros(1, 1, 5, 7)
+    assert torch.equal(pyramid_fill(empty, empty, local=True), empty)
+
+
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])
 def test_window_partition_round_trip(height, width, window):
     x = torch.randn(2, height, width, 5)

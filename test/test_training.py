@@ -49,6 +49,22 @@ def test_two_steps_then_resume(tmp_path: Path) -> None:
     assert (out / 'best.safetensors').is_file()
 
 
+def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Path) -> None:
+    common = ['-c', SMOKE, '--no-progress', '--train-samples', '4', '--val-samples', '2',
+              '--epochs', '1']
+    train.main(common + ['--output-dir', str(tmp_path / 'a'), '--initial-fill', 'pyramid'])
+    start = tmp_path / 'a' / 'best.safetensors'
+    train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill', 'local_pyramid',
+                         '--init-from', str(start), '--planted-holes', '1.0'])
+    _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
+    assert info.config.initial_fill == 'local_pyramid'
+    _, start_info = load_checkpoint(start)
+    assert info.provenance['init_from_sha256'] == start_info.sha256
+    with pytest.raises(SystemExit, match='do not fit'):
+        train.main(common + ['--output-dir', str(tmp_path / 'c'), '--variant', 'tiny',
+                             '--init-from', str(start)])
+
+
 def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     bad = tmp_path / 'bad.yaml'
     bad.write_text('variant: test\nbatchsize: 3\n')

@@ -21,6 +21,7 @@ loaded with weights_only=True), and ``metrics.csv`` (one row per epoch).
 import argparse
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
+from s2ml_ros.model.config import INITIAL_FILLS
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -39,7 +41,8 @@ import yaml
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss
-from .transforms import BorderCrop, CenterCrop, Compose, Resize, SensorHoles, train_transform
+from .transforms import (BorderCrop, CenterCrop, Compose, PlantedHoles, Resize, SensorHoles,
+                         train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -47,6 +50,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description='Train S2ML depth completion', add_help=add_help)
     p.add_argument('-c', '--config', default=None, help='YAML file of option defaults')
     p.add_argument('--variant', default='tiny', help='model variant (s2ml_ros.model)')
+    p.add_argument('--initial-fill', default=None, choices=list(INITIAL_FILLS),
+                   help="override the variant's initial depth D_0 (parameter-free)")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -60,6 +65,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--extra-holes', default=None,
                    help='real data: add the holes of this simulated sensor preset over measured '
                    'pixels (e.g. structured_light), so frames without ground truth can train')
+    p.add_argument('--planted-holes', type=float, default=0.0,
+                   help='probability of also hiding measured input pixels under the hole shape '
+                   'of the same frame, moved (teaches continuation of surfaces; 0: off)')
     p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
     p.add_argument('--sun-train-list', default=None, help='SUN RGB-D training frame list')
     p.add_argument('--sun-val-list', default=None, help='SUN RGB-D validation frame list')
@@ -108,6 +116,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def _learned_fields(config: Any) -> Dict[str, Any]:
+    """:return: The config fields that decide the shapes and meaning of the weights."""
+    return {k: v for k, v in config.to_dict().items() if k not in ('initial_fill', 'variant')}
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse ``argv``, with the YAML file given by -c as defaults."""
     parser = get_args_parser()
@@ -132,7 +145,9 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         pre.append(BorderCrop(*args.border_crop))
     if args.resize:
         pre.append(Resize(*args.resize))
-    holes = [SensorHoles(args.extra_holes)] if args.extra_holes else []
+    holes: List[Any] = [SensorHoles(args.extra_holes)] if args.extra_holes else []
+    if args.planted_holes > 0:
+        holes.append(PlantedHoles(args.planted_holes))
     train_tf = Compose(pre + holes + aug.transforms)
     val_tf = Compose(pre) if pre else None
     if args.data == 'sim':
@@ -264,15 +279,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     val_loader = DataLoader(val_set, args.batch_size, sampler=val_sampler, **loader_kw)
 
     config = get_config(args.variant)
+    if args.initial_fill:
+        config = dataclasses.replace(config, initial_fill=args.initial_fill)
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None
+    init_sha256 = None
     if args.init_from:
         loaded, ck_info = load_checkpoint(args.init_from)
-        if ck_info.config != config:
-            raise SystemExit(f'{args.init_from} holds variant {ck_info.variant}, '
-                             f'not {args.variant}')
+        # Parameter-free settings (the initial fill) may differ; the weights must not.
+        if _learned_fields(ck_info.config) != _learned_fields(config):
+            raise SystemExit(f'{args.init_from} holds variant {ck_info.variant} '
+                             f'({ck_info.config}), whose weights do not fit {config}')
         model.load_state_dict(loaded.state_dict())
+        init_sha256 = ck_info.sha256
     resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
     if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
         loaded, ck_info = load_checkpoint(resume)
@@ -369,6 +389,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             provenance = {'dataset': args.data, 'data_path': args.data_path,
                           'sensors': args.sensors, 'epoch': epoch, 'step': step,
                           'seed': args.seed, 'world_size': info.world_size,
+                          'init_from_sha256': init_sha256,
                           'command': ' '.join(sys.argv),
                           'elapsed_s_this_process': round(time.monotonic() - run_start),
                           'torch': torch.__version__,
@@ -382,7 +403,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         'args': {k: v for k, v in vars(args).items()
                                  if isinstance(v, (int, float, str, bool, list, type(None)))}},
                        _state_path(out_dir / 'last.safetensors'))
-            score = row.get('val_rmse', math.nan)
+            # Holes are the task: pick the best checkpoint by the error on them.
+            score = row.get('val_hole_rmse', row.get('val_rmse', math.nan))
             if math.isfinite(score) and score < best:
                 best = score
                 save_checkpoint(out_dir / 'best.safetensors', model, provenance)

@@ -248,6 +248,51 @@ class SensorHoles:
         return out
 
 
+class PlantedHoles:
+    """
+    Hide measured input pixels under the frame's own hole shape, flipped and moved.
+
+    The evaluation protocol for frames without ground truth (hidden valid pixels under real
+    hole shapes moved from elsewhere, :class:`s2ml_ros.offline_eval.HolePlanter`) as a
+    training augmentation. Natural holes are not independent of the scene (shadows lie beside
+    occluding edges, dropouts on dark or shiny objects); moved holes also cover plain
+    surfaces, so the network learns to continue a surface where the hole tells it nothing,
+    instead of reading every hole as a cue for a different surface. The ground truth keeps
+    every value, so the hidden pixels are scored like any hole.
+
+    :param p: Probability of hiding pixels in a sample.
+    :param max_shift: Largest move, as a fraction of the image side.
+    """
+
+    def __init__(self, p: float = 0.5, max_shift: float = 0.25) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f'planted hole probability must be in [0, 1], got {p}')
+        self.p = p
+        self.max_shift = max_shift
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        depth = sample['depth']
+        valid = np.isfinite(depth) & (depth > 0)
+        holes = ~valid
+        if not holes.any() or not valid.any():
+            return sample
+        if rng.random() < 0.5:
+            holes = holes[::-1]
+        if rng.random() < 0.5:
+            holes = holes[:, ::-1]
+        h, w = holes.shape
+        dy = int(rng.integers(-int(h * self.max_shift), int(h * self.max_shift) + 1))
+        dx = int(rng.integers(-int(w * self.max_shift), int(w * self.max_shift) + 1))
+        moved = np.zeros_like(holes)
+        moved[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            holes[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+        out = dict(sample)
+        out['depth'] = np.where(moved & valid, np.float32(0), depth).astype(np.float32)
+        return out
+
+
 class ColorJitter:
     """
     Random brightness, contrast and saturation changes of the colour image only.

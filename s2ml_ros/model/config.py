@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping
 
 
-INITIAL_FILLS = ('pyramid', 'zeros')
+INITIAL_FILLS = ('local_pyramid', 'pyramid', 'zeros')
 
 
 class ConfigError(ValueError):
@@ -32,8 +32,10 @@ class S2MLConfig:
     :param max_depth_m: Depth normaliser d_max in meters (NYU and SUN RGB-D protocols use 10 m).
     :param amplitude_log_bound: Bound of the log-amplitude correction, so exp() cannot overflow.
     :param initial_fill: Initial depth D_0 of the cascade: 'pyramid' (holes filled by a
-        parameter-free coarse-to-fine average of valid neighbours) or 'zeros' (raw depth with
-        zeros in the holes, the most literal reading).
+        parameter-free coarse-to-fine average of valid neighbours), 'local_pyramid' (the same,
+        preferring the neighbours centred on the hole pixel at each level, so fewer holes are
+        filled across depth edges) or 'zeros' (raw depth with zeros in the holes, the most
+        literal reading).
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -46,7 +48,7 @@ class S2MLConfig:
     downscale: int = 4
     max_depth_m: float = 10.0
     amplitude_log_bound: float = 5.0
-    initial_fill: str = 'pyramid'
+    initial_fill: str = 'local_pyramid'
     variant: str = 'custom'
 
     def __post_init__(self) -> None:

@@ -98,8 +98,9 @@ class S2ML(nn.Module):
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
 
-        if self.config.initial_fill == 'pyramid':
-            depth_n = pyramid_fill(depth_n, mask)
+        if self.config.initial_fill != 'zeros':
+            local = self.config.initial_fill == 'local_pyramid'
+            depth_n = pyramid_fill(depth_n, mask, local=local)
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
         current = depth_n  # D_0
