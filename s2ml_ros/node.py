@@ -39,7 +39,7 @@ from s2ml_ros.malloc_tuning import keep_large_buffers
 from s2ml_ros.node_stats import RateMeter, RollingStats
 from s2ml_ros.params import (NodeParams, PARAM_SPECS, param_type, ParameterError,
                              params_from_mapping, with_changes)
-from s2ml_ros.pointcloud import build_cloud
+from s2ml_ros.pointcloud import CloudBuilder
 from s2ml_ros.sync import closest_or_newest, StampSynchronizer
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -166,6 +166,7 @@ class DepthCompletionNode(Node):
         self._last_process_start = 0.0
         self._last_fill: Tuple[float, float] = (float('nan'), float('nan'))
         self._last_error = ''
+        self._cloud_builder = CloudBuilder()  # used by the worker thread only
 
         self._create_subscription(Image, TOPIC_COLOR, self._on_color, in_qos)
         self._create_subscription(Image, TOPIC_DEPTH, self._on_depth, in_qos)
@@ -377,9 +378,9 @@ class DepthCompletionNode(Node):
         t3 = time.perf_counter()
         cloud_msg = None
         if want_cloud and frame.intrinsics is not None:
-            cloud = build_cloud(depth_out, frame.intrinsics,
-                                frame.rgb if p.cloud_rgb else None, p.cloud_decimation,
-                                allocate=conv.byte_array, nan_is_only_invalid=True)
+            cloud = self._cloud_builder.build(
+                depth_out, frame.intrinsics, frame.rgb if p.cloud_rgb else None,
+                p.cloud_decimation, allocate=conv.byte_array, nan_is_only_invalid=True)
             cloud_msg = conv.make_point_cloud(cloud, header)
         t4 = time.perf_counter()
         if info_out is not None:

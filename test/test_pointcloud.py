@@ -5,8 +5,8 @@ import pytest
 
 from s2ml_ros import conversions as conv
 from s2ml_ros.geometry import GeometryError, Intrinsics
-from s2ml_ros.pointcloud import (build_cloud, cloud_to_array, pack_rgb, unpack_rgb,
-                                 XYZ_FIELDS, XYZRGB_FIELDS)
+from s2ml_ros.pointcloud import (build_cloud, cloud_to_array, CloudBuilder, pack_rgb,
+                                 unpack_rgb, XYZ_FIELDS, XYZRGB_FIELDS)
 
 
 def reference_points(depth, fx, fy, cx, cy):
@@ -108,3 +108,26 @@ def test_clean_input_shortcut_gives_the_same_cloud(scene):
     a = build_cloud(depth, k, rgb)
     b = build_cloud(clean, k, rgb, nan_is_only_invalid=True)
     assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_cloud_builder_gives_the_same_bytes_frame_after_frame(scene):
+    # One builder keeps ray factors and scratch planes between calls; whatever changes between
+    # calls (camera model, size, decimation, colors), each cloud equals a one-off build_cloud,
+    # and a returned cloud is not changed by later calls.
+    depth, rgb, k = scene
+    builder = CloudBuilder()
+    other_k = Intrinsics(30.0, 31.0, 7.0, 6.0, 17, 12)
+    small = depth[:6, :9]
+    small_k = Intrinsics(21.0, 23.5, 4.0, 2.5, 9, 6)
+    calls = [(depth, k, rgb, 1), (depth, k, rgb, 1), (depth, other_k, rgb, 1),
+             (depth, other_k, None, 1), (depth, k, rgb, 3), (small, small_k, rgb[:6, :9], 1),
+             (depth * 2, k, rgb[::-1], 1), (depth, k, rgb, 1)]
+    kept = []
+    for d, intr, colors, n in calls:
+        got = builder.build(d, intr, colors, n, allocate=conv.byte_array)
+        want = build_cloud(d, intr, colors, n)
+        assert (got.height, got.width, got.fields, got.point_step) == \
+            (want.height, want.width, want.fields, want.point_step)
+        assert got.data.tobytes() == want.data.tobytes()
+        kept.append((got, want.data.tobytes()))
+    assert all(got.data.tobytes() == want for got, want in kept)
