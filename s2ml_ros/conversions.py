@@ -15,7 +15,8 @@ Inside the package depth is float32 meters with 0 = unknown.
 
 import array
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -305,6 +306,59 @@ def byte_array(nbytes: int) -> array.array:
     return array.array('B', b'\x00') * int(nbytes)
 
 
+class BufferPool:
+    """
+    Reusable ``array.array('B')`` message buffers, handed out only when nothing else holds them.
+
+    A node that publishes the same large messages every frame can write each frame into the
+    buffer of an earlier, already published message instead of allocating and zero-filling a new
+    one. A buffer is reused only when the pool holds the last reference to it: while a message,
+    a numpy view or anything else still refers to it (its reference count says so), it is never
+    handed out again, so a message cannot change after it was built. CPython only; elsewhere
+    every call allocates. One pool per thread (it is not locked).
+
+    :param capacity: Most buffers kept for reuse (the most recently used ones are kept).
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        self._capacity = max(int(capacity), 0)
+        self._buffers: List[array.array] = []
+        # The reference count a buffer held by nothing but the pool shows to _refs, measured
+        # here because it differs between interpreter versions.
+        probe = [array.array('B')]
+        self._free_refs = self._refs(probe, 0) if sys.implementation.name == 'cpython' else -1
+
+    @staticmethod
+    def _refs(buffers: List[array.array], index: int) -> int:
+        return sys.getrefcount(buffers[index])
+
+    def take(self, nbytes: int) -> array.array:
+        """
+        Return a buffer of ``nbytes`` bytes that nothing outside the pool references.
+
+        :param nbytes: Size in bytes.
+        :return: A reused buffer (old contents; the caller overwrites every byte) or a new
+            zero-filled one.
+        """
+        nbytes = int(nbytes)
+        buffers = self._buffers
+        for i in range(len(buffers)):
+            if len(buffers[i]) == nbytes and self._refs(buffers, i) == self._free_refs:
+                buf = buffers.pop(i)
+                buffers.append(buf)  # most recently used last
+                return buf
+        buf = byte_array(nbytes)
+        if self._capacity and self._free_refs > 0:
+            if len(buffers) >= self._capacity:
+                # Full: forget the least recently used buffer, preferably one not in use (a
+                # buffer in use stays valid for its holders; the pool just stops tracking it).
+                free = [i for i in range(len(buffers))
+                        if self._refs(buffers, i) == self._free_refs]
+                del buffers[free[0] if free else 0]
+            buffers.append(buf)
+        return buf
+
+
 def to_byte_array(data: np.ndarray) -> array.array:
     """
     Copy bytes into an ``array.array('B')``, the type rclpy message setters take without a loop.
@@ -317,20 +371,48 @@ def to_byte_array(data: np.ndarray) -> array.array:
     return out
 
 
-def fill_image(msg: Any, fields: ImageFields, header: Any = None) -> Any:
+def whole_byte_array(data: Any) -> Optional[array.array]:
+    """
+    Find the ``array.array('B')`` that ``data`` is, or that a numpy array views byte for byte.
+
+    :param data: An ``array.array``, a numpy array or any other buffer.
+    :return: That ``array.array`` when ``data`` covers all of it, from its first byte and in
+        order (e.g. ``np.frombuffer(buf, np.float32).reshape(h, w)``), else None.
+    """
+    if isinstance(data, array.array):
+        return data if data.typecode == 'B' else None
+    if not isinstance(data, np.ndarray) or not data.flags.c_contiguous:
+        return None
+    owner = data.base
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    if isinstance(owner, memoryview):
+        owner = owner.obj
+    if isinstance(owner, array.array) and owner.typecode == 'B' and \
+            data.nbytes == len(owner) and data.ctypes.data == owner.buffer_info()[0]:
+        return owner
+    return None
+
+
+def fill_image(msg: Any, fields: ImageFields, header: Any = None, share: bool = False) -> Any:
     """
     Set the fields of an Image message from :class:`ImageFields`.
 
     :param msg: A ``sensor_msgs.msg.Image`` (or any object with the same attributes).
     :param fields: Values from :func:`numpy_to_image_fields` or :func:`depth_image_fields`.
     :param header: Header to copy in, or None to leave it.
+    :param share: When the pixels are a numpy view of a whole ``array.array('B')`` (built in a
+        buffer from :func:`byte_array` or :meth:`BufferPool.take`), hand that buffer over instead
+        of copying it; the message then shares it, so the caller must not modify it afterwards.
+        Other pixels are always copied.
     :return: ``msg``.
     """
     if header is not None:
         msg.header = header
     msg.height, msg.width = fields.height, fields.width
     msg.encoding, msg.is_bigendian, msg.step = fields.encoding, fields.is_bigendian, fields.step
-    msg.data = to_byte_array(fields.data)
+    whole = whole_byte_array(fields.data) if share else None
+    msg.data = whole if whole is not None else to_byte_array(fields.data)
     return msg
 
 
@@ -351,16 +433,18 @@ def new_message(cls: Any) -> Any:
         return cls()
 
 
-def make_image(fields: ImageFields, header: Any = None) -> Any:
+def make_image(fields: ImageFields, header: Any = None, share: bool = False) -> Any:
     """
     Build a ``sensor_msgs.msg.Image`` (imports sensor_msgs on first use).
 
     :param fields: Pixel field values.
     :param header: Header to copy in, or None.
+    :param share: Hand over pixels built in a message buffer without a copy (see
+        :func:`fill_image`).
     :return: The message.
     """
     from sensor_msgs.msg import Image
-    return fill_image(new_message(Image), fields, header)
+    return fill_image(new_message(Image), fields, header, share)
 
 
 def fill_camera_info(msg: Any, fields: Dict[str, Any], header: Any = None) -> Any:

@@ -166,7 +166,10 @@ class DepthCompletionNode(Node):
         self._last_process_start = 0.0
         self._last_fill: Tuple[float, float] = (float('nan'), float('nan'))
         self._last_error = ''
-        self._cloud_builder = CloudBuilder()  # used by the worker thread only
+        # Used by the worker thread only. The pool recycles the byte buffers of published
+        # messages once nothing references them any more (never while a message still does).
+        self._cloud_builder = CloudBuilder()
+        self._buffers = conv.BufferPool()
 
         self._create_subscription(Image, TOPIC_COLOR, self._on_color, in_qos)
         self._create_subscription(Image, TOPIC_DEPTH, self._on_depth, in_qos)
@@ -367,20 +370,22 @@ class DepthCompletionNode(Node):
         self._predictor.keep_measured = p.keep_measured
         completed = self._predictor.predict(frame.rgb, frame.depth_m)
         t2 = time.perf_counter()
-        depth_out, mask = finalize_depth(completed, frame.depth_m, p, with_mask=want_mask)
+        # Depth and mask are written into message buffers that the Image messages take as is.
+        depth_out, mask = finalize_depth(completed, frame.depth_m, p, with_mask=want_mask,
+                                         allocate=self._buffers.take)
         msgs = []
         if want_depth:
             msgs.append((self._pub_depth, conv.make_image(
-                output_depth_fields(depth_out, p.output_encoding), header)))
+                output_depth_fields(depth_out, p.output_encoding), header, share=True)))
         if want_mask:
             msgs.append((self._pub_mask, conv.make_image(
-                conv.numpy_to_image_fields(mask, 'mono8'), header)))
+                conv.numpy_to_image_fields(mask, 'mono8'), header, share=True)))
         t3 = time.perf_counter()
         cloud_msg = None
         if want_cloud and frame.intrinsics is not None:
             cloud = self._cloud_builder.build(
                 depth_out, frame.intrinsics, frame.rgb if p.cloud_rgb else None,
-                p.cloud_decimation, allocate=conv.byte_array, nan_is_only_invalid=True)
+                p.cloud_decimation, allocate=self._buffers.take, nan_is_only_invalid=True)
             cloud_msg = conv.make_point_cloud(cloud, header)
         t4 = time.perf_counter()
         if info_out is not None:

@@ -11,7 +11,8 @@ from s2ml_ros.completion import (filled_fraction, finalize_depth, output_depth_f
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.node_stats import RateMeter, RollingStats
 from s2ml_ros.params import NodeParams
-from s2ml_ros.pointcloud import build_cloud, cloud_to_array, valid_depth, with_nan
+from s2ml_ros.pointcloud import (build_cloud, cloud_to_array, CloudBuilder, valid_depth,
+                                 with_nan)
 
 
 def image(arr, encoding):
@@ -90,6 +91,91 @@ def test_finalize_depth_and_mask():
     f16 = output_depth_fields(out2, '16UC1')
     assert f16.encoding == '16UC1'
     assert output_depth_fields(out2, '32FC1').encoding == '32FC1'
+
+
+def reference_finalize(completed, measured, params):
+    """finalize_depth written out plainly, as the node first did it."""
+    depth = np.asarray(completed, np.float32)
+    lo_ok = depth >= np.float32(params.min_depth_m) if params.min_depth_m > 0 else depth > 0
+    valid = (depth <= np.float32(params.max_depth_m)) & lo_ok
+    mask = np.where(valid, conv.MASK_COMPLETED, conv.MASK_INVALID).astype(np.uint8)
+    if params.keep_measured:
+        mask[valid & (measured > 0)] = conv.MASK_MEASURED
+    return np.where(valid, depth, np.float32(np.nan)), mask
+
+
+@pytest.mark.parametrize('params', [NodeParams(), NodeParams(min_depth_m=0.5),
+                                    NodeParams(keep_measured=False, max_depth_m=3.0)])
+@pytest.mark.parametrize('shape', [(24, 32), (7,), (2, 3, 4)])
+def test_finalize_depth_matches_reference_on_edge_values(params, shape):
+    rng = np.random.default_rng(5)
+    specials = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1.0, 0.5,
+                         np.nextafter(np.float32(0.5), np.float32(0)), 3.0, 10.0, 10.5],
+                        np.float32)
+    completed = np.where(rng.random(shape) < 0.5, rng.choice(specials, shape),
+                         rng.uniform(-1, 12, shape)).astype(np.float32)
+    measured = np.where(rng.random(shape) < 0.5, rng.uniform(0.1, 5, shape), 0)
+    measured = measured.astype(np.float32)
+    ref_out, ref_mask = reference_finalize(completed, measured, params)
+    pool = conv.BufferPool()
+    for allocate in (None, pool.take):
+        out, mask = finalize_depth(completed, measured, params, allocate=allocate)
+        assert out.dtype == np.float32 and mask.dtype == np.uint8 and out.shape == shape
+        # Bit for bit, NaN included (always the quiet NaN 0x7FC00000).
+        np.testing.assert_array_equal(out.view(np.uint32),
+                                      np.where(np.isnan(ref_out), np.uint32(0x7FC00000),
+                                               ref_out.view(np.uint32)))
+        np.testing.assert_array_equal(mask, ref_mask)
+    # Non-contiguous input.
+    out, _ = finalize_depth(np.asfortranarray(completed), measured, params,
+                            allocate=pool.take)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref_out))
+
+
+def test_published_messages_are_never_changed_by_later_frames():
+    # The node's per-frame sequence with its reused buffers: depth and mask written into pooled
+    # message buffers, the cloud built by one CloudBuilder into pooled buffers, messages that
+    # take the buffers without a copy. Every message built is kept here, as a subscriber or a
+    # queue elsewhere in the process might keep it; none may change when later frames reuse
+    # buffers, and buffers are still reused once their messages are gone.
+    k = Intrinsics(40.0, 40.0, 15.5, 11.5, 32, 24)
+    params = NodeParams()
+    pool = conv.BufferPool()
+    builder = CloudBuilder()
+    rng = np.random.default_rng(8)
+    kept, expected = [], []
+    for frame in range(6):
+        completed = rng.uniform(0.5, 4.0, (24, 32)).astype(np.float32)
+        completed[frame, :] = np.nan
+        measured = np.where(rng.random((24, 32)) < 0.5, completed, 0).astype(np.float32)
+        rgb = rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)
+        out, mask = finalize_depth(completed, measured, params, allocate=pool.take)
+        msgs = [conv.make_image(output_depth_fields(out, '32FC1'), share=True),
+                conv.make_image(conv.numpy_to_image_fields(mask, 'mono8'), share=True),
+                conv.make_point_cloud(builder.build(out, k, rgb, allocate=pool.take,
+                                                    nan_is_only_invalid=True))]
+        assert msgs[0].data is conv.whole_byte_array(out)  # no copy
+        reference = [conv.to_byte_array(out).tobytes(), mask.tobytes(),
+                     build_cloud(out, k, rgb).data.tobytes()]
+        assert [bytes(m.data) for m in msgs] == reference
+        if frame < 3:
+            kept.append(msgs)
+            expected.append(reference)
+        del out, mask, msgs
+    buffers = [id(m.data) for msgs in kept for m in msgs]
+    assert len(set(buffers)) == len(buffers)  # no two kept messages share a buffer
+    for msgs, reference in zip(kept, expected):
+        assert [bytes(m.data) for m in msgs] == reference
+
+
+def test_buffers_are_reused_once_the_messages_are_gone():
+    pool = conv.BufferPool()
+    completed = np.full((6, 8), 2.0, np.float32)
+    first = finalize_depth(completed, completed, NodeParams(), allocate=pool.take)
+    ids = [id(conv.whole_byte_array(a)) for a in first]
+    del first
+    again = finalize_depth(completed, completed, NodeParams(), allocate=pool.take)
+    assert [id(conv.whole_byte_array(a)) for a in again] == ids
 
 
 def test_with_nan_matches_where():

@@ -209,5 +209,43 @@ def test_camera_info_fields_fill_p_and_follow_a_resize():
     assert conv.intrinsics_from_camera_info(msg) == k
 
 
+def test_buffer_pool_reuses_only_buffers_nothing_else_holds():
+    pool = conv.BufferPool(capacity=4)
+    a = pool.take(64)
+    assert isinstance(a, array.array) and a.typecode == 'B' and len(a) == 64
+    b = pool.take(64)
+    assert b is not a  # a is still held here
+    a_id = id(a)
+    view = np.frombuffer(a, np.uint8)
+    del a
+    assert pool.take(64) is not view.base.obj  # a numpy view keeps it in use
+    del view
+    c = pool.take(64)
+    assert id(c) == a_id  # released: reused
+    assert pool.take(32) is not c and len(pool.take(32)) == 32
+    # A message that keeps the buffer keeps it out of the pool.
+    from sensor_msgs.msg import Image
+    msg = conv.new_message(Image)
+    msg.data = c
+    del c
+    assert pool.take(64) is not msg.data
+
+
+def test_make_image_shares_only_whole_message_buffers():
+    pool = conv.BufferPool()
+    depth = np.frombuffer(pool.take(6 * 8 * 4), np.float32).reshape(6, 8)
+    depth[...] = 1.5
+    fields = conv.numpy_to_image_fields(depth, '32FC1')
+    shared = conv.make_image(fields, share=True)
+    copied = conv.make_image(fields)
+    assert shared.data is conv.whole_byte_array(depth) and copied.data is not shared.data
+    assert bytes(copied.data) == bytes(shared.data)
+    # Part of a buffer, or a plain numpy array, is always copied.
+    part = conv.make_image(conv.numpy_to_image_fields(depth[:3], '32FC1'), share=True)
+    assert conv.whole_byte_array(depth[:3]) is None and part.data is not shared.data
+    assert conv.whole_byte_array(np.zeros(4, np.uint8)) is None
+    np.testing.assert_array_equal(conv.image_to_numpy(part), depth[:3])
+
+
 def test_stamp_to_ns():
     assert conv.stamp_to_ns(SimpleNamespace(sec=3, nanosec=5)) == 3_000_000_005
