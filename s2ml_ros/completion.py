@@ -78,13 +78,8 @@ def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
     :return: The prepared frame.
     :raises ConversionError: For an image that cannot be decoded.
     """
-    depth = depth_to_meters(depth_msg, params.depth_scale)
+    depth = depth_to_meters(depth_msg, params.depth_scale, params.min_depth_m, params.max_depth_m)
     rgb = color_to_rgb(color_msg)
-    in_range = depth <= np.float32(params.max_depth_m)
-    if params.min_depth_m > 0:
-        in_range &= depth >= np.float32(params.min_depth_m)
-    if not in_range.all():
-        depth = with_nan(depth, in_range, fill_zero=True)
     resized = False
     if rgb.shape[:2] != depth.shape:
         resized = True

@@ -209,6 +209,40 @@ def test_camera_info_fields_fill_p_and_follow_a_resize():
     assert conv.intrinsics_from_camera_info(msg) == k
 
 
+def test_intrinsics_follow_the_camera_info_content():
+    # Conversions are cached by content: a changed calibration gives new intrinsics, and a bad
+    # one is rejected every time it arrives.
+    info = camera_info([500.0, 0, 320.5, 0, 510.0, 240.25, 0, 0, 1])
+    first = conv.intrinsics_from_camera_info(info)
+    info.k = [400.0, 0, 300.0, 0, 410.0, 200.0, 0, 0, 1]
+    assert conv.intrinsics_from_camera_info(info) == Intrinsics(400.0, 410.0, 300.0, 200.0,
+                                                                640, 480)
+    info.width = 320
+    assert conv.intrinsics_from_camera_info(info).width == 320
+    assert first == Intrinsics(500.0, 510.0, 320.5, 240.25, 640, 480)
+    for _ in range(2):
+        with pytest.raises(conv.ConversionError, match='all zero'):
+            conv.intrinsics_from_camera_info(camera_info([0.0] * 9))
+
+
+@pytest.mark.parametrize('data_type', ['bytes', 'array'])
+def test_depth_range_limits_are_applied_while_decoding(data_type):
+    mm = np.array([[0, 250, 499, 500, 9999, 10000, 10001, 65535]], np.uint16)
+    msg = fake_image(mm, '16UC1', data_type=data_type)
+    scaled = mm.astype(np.float32) * np.float32(0.001)
+    np.testing.assert_array_equal(conv.depth_to_meters(msg), scaled)
+    np.testing.assert_array_equal(conv.depth_to_meters(msg, max_depth_m=10.0),
+                                  np.where(mm <= 10000, scaled, 0))
+    np.testing.assert_array_equal(conv.depth_to_meters(msg, min_depth_m=0.5, max_depth_m=10.0),
+                                  np.where((mm >= 500) & (mm <= 10000), scaled, 0))
+    # Everything in range: the values are the plain scaled depth.
+    np.testing.assert_array_equal(conv.depth_to_meters(msg, max_depth_m=65.535), scaled)
+    m = np.array([[0.2, np.nan, 5.0, 12.0]], np.float32)
+    np.testing.assert_array_equal(
+        conv.depth_to_meters(fake_image(m, '32FC1'), min_depth_m=0.3, max_depth_m=10.0),
+        [[0, 0, 5.0, 0]])
+
+
 def test_buffer_pool_reuses_only_buffers_nothing_else_holds():
     pool = conv.BufferPool(capacity=4)
     a = pool.take(64)
