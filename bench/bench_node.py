@@ -4,10 +4,12 @@ Benchmark of the node's per-frame overhead and of its end-to-end latency.
 Part 1, in this process, at each size (default 640x480): the per-frame work of the node except the
 network and the network transport: deserializing the inputs (rclpy.serialization), decoding,
 finishing the depth and mask, building the output messages and the organized cloud, and
-serializing the outputs. The network is replaced by a fill of the holes. The time is reported as
-a ratio to a plain copy (``numpy.copyto``) of the same payload bytes (inputs plus outputs)
-measured in the same run, so the figure means the same on fast and slow machines; the goal is at
-most 5x.
+serializing the outputs, with the node's calls and default parameters (one cloud builder and one
+message buffer pool kept across frames, as the node keeps them; the filled fractions of its
+diagnostics are computed once per diagnostics period, not per frame, and are left out). The
+network is replaced by a fill of the holes. The time is reported as a ratio to a plain copy
+(``numpy.copyto``) of the same payload bytes (inputs plus outputs) measured in the same run, so
+the figure means the same on fast and slow machines; the goal is at most 5x.
 
 Part 2, with real processes: the simulated camera publishes at ``--rate`` (30 Hz) in one
 process, the node completes depth in another, and this process records the completed depth and

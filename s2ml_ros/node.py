@@ -164,7 +164,9 @@ class DepthCompletionNode(Node):
         self._last_match_count = 0
         self._last_match_time = time.monotonic()
         self._last_process_start = 0.0
-        self._last_fill: Tuple[float, float] = (float('nan'), float('nan'))
+        # Measured and completed depth of the last published frame; the filled fractions are
+        # computed from them when the diagnostics are published, not every frame.
+        self._last_depths: Optional[Tuple[Any, Any]] = None
         self._last_error = ''
         # Used by the worker thread only. The pool recycles the byte buffers of published
         # messages once nothing references them any more (never while a message still does).
@@ -406,7 +408,7 @@ class DepthCompletionNode(Node):
         self._times.add('total', t5 - t0)
         latency = self.get_clock().now().nanoseconds - conv.stamp_to_ns(header.stamp)
         self._times.add('latency', latency / 1e9)
-        self._last_fill = filled_fraction(frame.depth_m, depth_out)
+        self._last_depths = (frame.depth_m, depth_out)
 
     # ----------------------------------------------------------------------------- diagnostics
     def _check_sync(self, now: float) -> Optional[str]:
@@ -437,6 +439,8 @@ class DepthCompletionNode(Node):
         if sync_problem:
             self.get_logger().warning(sync_problem, throttle_duration_sec=WARN_PERIOD_S)
         rates = {k: m.rate(now) for k, m in self._rates.items()}
+        last = self._last_depths
+        fill = filled_fraction(*last) if last is not None else (float('nan'), float('nan'))
         level, message = DiagnosticStatus.OK, 'ok'
         if sync_problem:
             level, message = DiagnosticStatus.WARN, 'color and depth stamps do not match'
@@ -472,8 +476,8 @@ class DepthCompletionNode(Node):
             ('frames without camera_info', self._counts['no_camera_info']),
             ('skipped (no subscribers)', self._counts['skipped_no_subscribers']),
             ('skipped (max_rate_hz)', self._counts['rate_limited']),
-            ('measured fraction', f'{self._last_fill[0]:.3f}'),
-            ('output fraction', f'{self._last_fill[1]:.3f}'),
+            ('measured fraction', f'{fill[0]:.3f}'),
+            ('output fraction', f'{fill[1]:.3f}'),
         ]
         info = getattr(self._predictor, 'info', None)
         values += [
