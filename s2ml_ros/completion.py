@@ -13,7 +13,6 @@ CameraInfo, whatever size it was calibrated at, is rescaled to the output size.
 """
 
 from dataclasses import dataclass
-import math
 from typing import Any, Callable, Optional, Tuple
 
 import cv2
@@ -24,7 +23,7 @@ from s2ml_ros.conversions import (color_to_rgb, ConversionError, depth_image_fie
                                   MASK_COMPLETED, MASK_MEASURED, numpy_to_image_fields)
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.params import NodeParams
-from s2ml_ros.pointcloud import with_nan
+from s2ml_ros.pointcloud import array_in_buffer, with_nan
 
 
 @dataclass
@@ -100,18 +99,6 @@ def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
     return PreparedFrame(rgb, depth, intrinsics, error, resized)
 
 
-def _new_array(shape: Tuple[int, ...], dtype: Any,
-               allocate: Optional[Callable[[int], Any]]) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if allocate is None:
-        return np.empty(shape, dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    buf = np.frombuffer(allocate(nbytes), dtype=np.uint8)
-    if buf.size != nbytes:
-        raise ValueError(f'allocated {buf.size} bytes for a {nbytes}-byte array')
-    return buf.view(dtype).reshape(shape)
-
-
 def finalize_depth(completed: np.ndarray, measured_m: np.ndarray, params: NodeParams,
                    with_mask: bool = True, allocate: Optional[Callable[[int], Any]] = None
                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -138,7 +125,7 @@ def finalize_depth(completed: np.ndarray, measured_m: np.ndarray, params: NodePa
     else:
         valid &= depth > 0
     flags = valid.view(np.uint8)
-    out = _new_array(depth.shape, np.float32, allocate)
+    out = array_in_buffer(depth.shape, np.float32, allocate)[1]
     out.fill(np.nan)
     # The valid values copied over the NaN fill: what with_nan computes, in two passes instead
     # of six. cv2 writes into ``out`` when shapes and layouts fit; otherwise, compute it here.
@@ -148,7 +135,7 @@ def finalize_depth(completed: np.ndarray, measured_m: np.ndarray, params: NodePa
         return out, None
     # MASK_INVALID is 0, so the mask is built by arithmetic on the 0/1 flags (fast):
     # valid * (MASK_COMPLETED or, where measured, MASK_MEASURED).
-    mask = _new_array(depth.shape, np.uint8, allocate)
+    mask = array_in_buffer(depth.shape, np.uint8, allocate)[1]
     if params.keep_measured:
         level = np.greater(measured_m, 0).view(np.uint8)
         level *= np.uint8(MASK_MEASURED - MASK_COMPLETED)

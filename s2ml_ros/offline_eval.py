@@ -38,6 +38,25 @@ DISTANCE_BINS_M = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, math.inf)
 FRAME_METRICS = ('rmse', 'mae', 'rel', 'delta1')
 
 
+def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """
+    Move a mask by whole pixels; what leaves the image is lost, what enters is False.
+
+    :param mask: bool [H, W].
+    :param dy: Rows down (negative: up).
+    :param dx: Columns right (negative: left).
+    :return: The moved mask, bool [H, W].
+    """
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = mask[ys, xs]
+    return out
+
+
 class HolePlanter:
     """
     Hide valid depth pixels with hole shapes moved from other frames.
@@ -61,15 +80,6 @@ class HolePlanter:
         self.min_fraction = float(min_fraction)
         self.tries = int(tries)
 
-    @staticmethod
-    def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
-        out = np.zeros_like(mask)
-        h, w = mask.shape
-        ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-        xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-        out[yd, xd] = mask[ys, xs]
-        return out
-
     def plant(self, depth_m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """
         Hide pixels of one frame (call in frame order).
@@ -90,7 +100,7 @@ class HolePlanter:
             for _ in range(self.tries):
                 dy = int(self._rng.integers(-(h // 4), h // 4 + 1))
                 dx = int(self._rng.integers(-(w // 4), w // 4 + 1))
-                candidate = self._shift(source, dy, dx) & valid
+                candidate = shift_mask(source, dy, dx) & valid
                 if candidate.sum() > hidden.sum():
                     hidden = candidate
                 if hidden.sum() >= self.min_fraction * n_valid:

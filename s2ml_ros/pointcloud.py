@@ -8,6 +8,7 @@ dense, so consumers can index points by pixel.
 """
 
 from dataclasses import dataclass
+import math
 from typing import Any, Callable, Optional, Tuple
 
 import cv2
@@ -46,6 +47,27 @@ def with_nan(values: np.ndarray, valid: np.ndarray, fill_zero: bool = False) -> 
         keep &= _NAN_BITS
         out |= keep
     return out.view(np.float32)
+
+
+def array_in_buffer(shape: Tuple[int, ...], dtype: Any,
+                    allocate: Optional[Callable[[int], Any]] = None) -> Tuple[Any, np.ndarray]:
+    """
+    Make an array whose memory is a buffer from ``allocate`` (e.g. a message buffer).
+
+    :param shape: Array shape.
+    :param dtype: Array dtype.
+    :param allocate: Called with the size in bytes; returns a writable buffer of that size.
+        None: a new numpy uint8 array.
+    :return: (the buffer, a C-contiguous [shape] ``dtype`` view of all of it).
+    :raises ValueError: When the buffer has another size.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    data = np.empty(nbytes, np.uint8) if allocate is None else allocate(nbytes)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if raw.size != nbytes:
+        raise ValueError(f'allocated {raw.size} bytes for a {nbytes}-byte array')
+    return data, raw.view(dtype).reshape(shape)
 
 
 def valid_depth(depth_m: np.ndarray) -> np.ndarray:
@@ -199,12 +221,10 @@ class CloudBuilder:
         height, width = depth.shape
         channels = 3 if rgb is None else 4
         point_step = 4 * channels
-        nbytes = point_step * width * height
-        data = np.empty(nbytes, np.uint8) if allocate is None else allocate(nbytes)
-        raw = np.frombuffer(data, dtype=np.uint8)
-        if raw.size != nbytes:
-            raise GeometryError(f'allocated {raw.size} bytes for a {nbytes}-byte cloud')
-        points = raw.view('<f4').reshape(height, width, channels)
+        try:
+            data, points = array_in_buffer((height, width, channels), '<f4', allocate)
+        except ValueError as exc:
+            raise GeometryError(f'cloud buffer: {exc}') from None
         z = np.ascontiguousarray(depth) if nan_is_only_invalid else \
             with_nan(depth, valid_depth(depth))
         planes = [np.multiply(z, x_over_z, out=self._plane('x', z.shape, np.float32)),

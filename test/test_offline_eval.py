@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from s2ml_ros.offline_eval import (Evaluation, HolePlanter, OutputError, path_sha256,
+from s2ml_ros.offline_eval import (Evaluation, HolePlanter, OutputError, path_sha256, shift_mask,
                                    StagedOutput)
 
 
@@ -90,3 +90,12 @@ def test_path_sha256_covers_folders(tmp_path):
     first = path_sha256(str(tmp_path / 'd'))
     (tmp_path / 'd' / 'x').write_bytes(b'2')
     assert path_sha256(str(tmp_path / 'd')) != first and len(first) == 64
+
+
+def test_shift_mask_moves_holes_and_drops_what_leaves_the_image():
+    mask = np.zeros((4, 5), bool)
+    mask[1, 1] = mask[3, 4] = True
+    moved = shift_mask(mask, 1, -1)
+    assert np.argwhere(moved).tolist() == [[2, 0]]  # (3, 4) left the image
+    assert np.array_equal(shift_mask(mask, 0, 0), mask)
+    assert not shift_mask(mask, 4, 0).any() and not shift_mask(mask, 0, -7).any()

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from s2ml_ros.geometry import Intrinsics
+from s2ml_ros.offline_eval import shift_mask
 import torch
 
 Sample = Dict[str, Any]
@@ -285,9 +286,7 @@ class PlantedHoles:
         h, w = holes.shape
         dy = int(rng.integers(-int(h * self.max_shift), int(h * self.max_shift) + 1))
         dx = int(rng.integers(-int(w * self.max_shift), int(w * self.max_shift) + 1))
-        moved = np.zeros_like(holes)
-        moved[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            holes[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+        moved = shift_mask(holes, dy, dx)
         out = dict(sample)
         out['depth'] = np.where(moved & valid, np.float32(0), depth).astype(np.float32)
         return out
