@@ -1,16 +1,16 @@
 """
-Cost of the network's parameter-free initial fill D_0: grid-aligned against local pyramid.
+Cost of the network's parameter-free initial fills D_0, timed side by side.
 
 Usage: python bench/bench_fill.py [--runs 30] [--threads 1] [--hole-fraction 0.2]
-Fills the same 640x480 depth (random holes) with both variants alternately and prints the
-median time of each and their ratio.
+Fills the same 640x480 depth (random holes plus one large hole) with every variant in turn
+and prints the median time of each and its ratio to the grid-aligned pyramid fill.
 """
 
 import argparse
 import statistics
 import time
 
-from s2ml_ros.model.layers import pyramid_fill
+from s2ml_ros.model.layers import guided_multigrid_fill, pyramid_fill
 import torch
 
 
@@ -25,18 +25,26 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     w, h = args.size
     mask = (torch.rand(1, 1, h, w, generator=gen) >= args.hole_fraction).float()
+    mask[..., h // 4:h // 2, w // 4:w // 2] = 0
     depth = (0.5 + 4.0 * torch.rand(1, 1, h, w, generator=gen)) * mask
-    times = {False: [], True: []}
+    gray = torch.rand(1, 1, h, w, generator=gen)
+    variants = {
+        'pyramid': lambda: pyramid_fill(depth, mask),
+        'local_pyramid': lambda: pyramid_fill(depth, mask, local=True),
+        'guided_multigrid': lambda: guided_multigrid_fill(depth, mask, gray),
+    }
+    times = {name: [] for name in variants}
     with torch.inference_mode():
-        for _ in range(args.runs + 2):  # alternate, so both see the same machine load
-            for local in (False, True):
+        for _ in range(args.runs + 2):  # round robin, so all see the same machine load
+            for name, fill in variants.items():
                 t0 = time.perf_counter()
-                pyramid_fill(depth, mask, local=local)
-                times[local].append(time.perf_counter() - t0)
-    grid, local = (statistics.median(times[k][2:]) * 1e3 for k in (False, True))
-    print(f'{w}x{h}, {args.hole_fraction:.0%} holes, {args.threads} thread(s), median of '
-          f'{args.runs}: pyramid {grid:.1f} ms, local_pyramid {local:.1f} ms '
-          f'({local / grid:.1f}x)')
+                fill()
+                times[name].append(time.perf_counter() - t0)
+    medians = {name: statistics.median(t[2:]) * 1e3 for name, t in times.items()}
+    shown = ', '.join(f'{name} {ms:.1f} ms ({ms / medians["pyramid"]:.1f}x)'
+                      for name, ms in medians.items())
+    print(f'{w}x{h}, {args.hole_fraction:.0%} holes + one large hole, {args.threads} '
+          f'thread(s), median of {args.runs}: {shown}')
 
 
 if __name__ == '__main__':

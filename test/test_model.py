@@ -2,8 +2,9 @@
 
 import pytest
 from s2ml_ros.model import build_s2ml, ConfigError, get_config, S2ML, S2MLConfig
-from s2ml_ros.model.layers import (pyramid_fill, shifted_window_mask, SpectralFusion,
-                                   SwinBlock, window_partition, window_reverse)
+from s2ml_ros.model.layers import (_neighbour_index, colour_affinities, guided_multigrid_fill,
+                                   pyramid_fill, shifted_window_mask, SpectralFusion, SwinBlock,
+                                   window_partition, window_reverse)
 import torch
 
 
@@ -127,6 +128,83 @@ def test_local_pyramid_fill_takes_the_near_side_of_a_depth_edge():
     torch.testing.assert_close(pyramid_fill(const * sparse, sparse, local=True), const)
     empty = torch.zeros(1, 1, 5, 7)
     assert torch.equal(pyramid_fill(empty, empty, local=True), empty)
+
+
+def test_colour_affinities_are_normalised_and_stop_at_colour_edges():
+    gray = torch.zeros(2, 1, 6, 8)
+    gray[..., 4:] = 1.0
+    gray[1] = 1.0 - gray[1]  # second image: same edge, inverted, one flat index space
+    pixels = torch.arange(gray.numel())
+    neighbours = _neighbour_index(6, 8, pixels)
+    # Neighbours stay inside their own image, clamped at its border.
+    assert (neighbours // 48 == (pixels // 48)[:, None]).all()
+    weights = colour_affinities(gray.flatten(), pixels, neighbours).view(2, 6, 8, 8)
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 6, 8))
+    # A pixel beside the edge (column 3): its right-hand neighbours (dx = +1: offsets 2, 4
+    # and 7) are across it and get almost nothing; on a flat patch all 8 share evenly.
+    for image in range(2):
+        assert weights[image, 2, 3, [2, 4, 7]].sum() < 0.01
+        torch.testing.assert_close(weights[image, 2, 1], torch.full((8,), 1 / 8))
+
+
+def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
+    # Two surfaces (1 m left, 3 m right) of different colour; a wide hole covers their
+    # boundary. Colour says where the boundary runs, so the guided fill puts each side's
+    # depth on its own side; a colour-blind average blurs the two across the hole.
+    depth = torch.ones(1, 1, 48, 64)
+    depth[..., 37:] = 3.0
+    gray = torch.where(depth > 2, torch.tensor(0.8), torch.tensor(0.2))
+    mask = torch.ones_like(depth)
+    mask[..., 8:40, 20:52] = 0
+    hole = mask == 0
+    guided = guided_multigrid_fill(depth * mask, mask, gray)
+    blind = pyramid_fill(depth * mask, mask, local=True)
+    assert torch.equal(guided[~hole], depth[~hole])
+    guided_error = (guided - depth)[hole].abs().mean()
+    blind_error = (blind - depth)[hole].abs().mean()
+    assert guided_error < 0.3 * blind_error
+    # A constant surface comes back exactly; a linear ramp stays close (Laplace-like
+    # smoothing is exact for linear surfaces once converged); an empty image stays empty.
+    const = torch.full((1, 1, 20, 30), 2.5)
+    sparse = (torch.rand(1, 1, 20, 30, generator=torch.Generator().manual_seed(0)) > 0.6)
+    sparse = sparse.float()
+    flat = torch.full_like(const, 0.5)
+    torch.testing.assert_close(guided_multigrid_fill(const * sparse, sparse, flat), const)
+    ramp = torch.linspace(1.0, 2.0, 40).expand(1, 1, 32, 40).contiguous()
+    ramp_mask = torch.ones_like(ramp)
+    ramp_mask[..., 8:24, 10:30] = 0
+    ramp_fill = guided_multigrid_fill(ramp * ramp_mask, ramp_mask, torch.full_like(ramp, 0.5),
+                                      fine_iterations=40, max_iterations=400)
+    assert (ramp_fill - ramp).abs().max() < 0.02
+    empty = torch.zeros(1, 1, 9, 11)
+    assert torch.equal(guided_multigrid_fill(empty, empty, torch.rand(1, 1, 9, 11)), empty)
+
+
+def test_guided_multigrid_initial_fill_in_the_network():
+    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
+    model = build_s2ml(config).eval()
+    rgb, depth = _inputs(20, 30, batch=1)
+    with torch.no_grad():
+        outputs = model(rgb, depth)
+    assert outputs[-1].shape == depth.shape and torch.isfinite(outputs[-1]).all()
+    # With the heads zeroed, the output is D_0 itself: measured pixels pass through and the
+    # holes hold the guided fill of the normalised raw depth.
+    for pair in model.pairs:
+        torch.nn.init.zeros_(pair.head[2].weight)
+        torch.nn.init.zeros_(pair.head[2].bias)
+    with torch.no_grad():
+        d0 = model(rgb, depth)[-1]
+    valid = depth > 0
+    torch.testing.assert_close(d0[valid], depth[valid])
+    gray = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    m = config.pad_multiple
+    pad = ((-30) % m, (-20) % m)
+    norm = torch.nn.functional.pad(depth / config.max_depth_m, (0, pad[0], 0, pad[1]))
+    expected = guided_multigrid_fill(
+        norm, (norm > 0).float(),
+        torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate'))
+    torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping
 
 
-INITIAL_FILLS = ('local_pyramid', 'pyramid', 'zeros')
+INITIAL_FILLS = ('local_pyramid', 'pyramid', 'guided_multigrid', 'zeros')
 
 
 class ConfigError(ValueError):
@@ -34,8 +34,9 @@ class S2MLConfig:
     :param initial_fill: Initial depth D_0 of the cascade: 'pyramid' (holes filled by a
         parameter-free coarse-to-fine average of valid neighbours), 'local_pyramid' (the same,
         preferring the neighbours centred on the hole pixel at each level, so fewer holes are
-        filled across depth edges) or 'zeros' (raw depth with zeros in the holes, the most
-        literal reading).
+        filled across depth edges), 'guided_multigrid' (a fast multigrid approximation of
+        Levin et al.'s colorization fill: smooth surfaces that stop at colour edges) or 'zeros'
+        (raw depth with zeros in the holes, the most literal reading).
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
