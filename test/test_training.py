@@ -103,14 +103,20 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
     report = evaluate.main(['--data', 'sim', '--num-samples', '2', '--sim-size', '48', '36',
                             '--baselines', 'raw', 'nearest', '--checkpoint', str(ckpt),
                             '--device', 'cpu', '--no-progress', '--output', str(out),
-                            '--stages'])
+                            '--stages', '--initial-fills', 'local_pyramid', 'guided_multigrid'])
     res = report['sim_test']
-    assert set(res) == {'raw', 'nearest', 's2ml:net', 's2ml:net@1', 's2ml:net@2'}
+    assert set(res) == {'raw', 'nearest', 's2ml:net', 's2ml:net@1', 's2ml:net@2',
+                        'fill:local_pyramid', 'fill:guided_multigrid'}
     assert res['s2ml:net'] == res['s2ml:net@2']
     assert res['nearest']['hole_rmse'] < res['raw']['hole_rmse']
     assert res['raw']['hole_delta1'] == 0.0
+    for fill in ('fill:local_pyramid', 'fill:guided_multigrid'):
+        assert res[fill]['hole_rmse'] < res['raw']['hole_rmse']
+        assert res[fill]['rmse'] < res['raw']['rmse']
     rows = json.loads(out.read_text())
-    assert len(rows) == 5 and all(r['images'] == 2 for r in rows)
+    assert len(rows) == 7 and all(r['images'] == 2 for r in rows)
+    with pytest.raises(SystemExit, match="unknown initial fill 'zeros'"):
+        evaluate.main(['--data', 'sim', '--num-samples', '1', '--initial-fills', 'zeros'])
 
 
 # Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.

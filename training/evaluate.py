@@ -15,7 +15,8 @@ Examples, from the repository root::
         --border-crop 45 15 45 40 --checkpoint best.safetensors
 
 Methods: ``raw`` (the input itself, holes stay 0), every baseline of
-:mod:`s2ml_ros.baselines`, and each ``--checkpoint`` (final stage). Metrics come from
+:mod:`s2ml_ros.baselines`, the network's parameter-free initial fills (``--initial-fills``,
+'fill:<name>') and each ``--checkpoint`` (final stage). Metrics come from
 :mod:`s2ml_ros.metrics` (per-image means, pooled PSNR beside them), on all valid ground-truth
 pixels and on the input's hole pixels.
 """
@@ -33,8 +34,11 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
+from s2ml_ros.model.config import INITIAL_FILLS
+from s2ml_ros.model.layers import guided_multigrid_fill, pyramid_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
+import torch
 from tqdm import tqdm
 
 from . import datasets as ds
@@ -120,6 +124,33 @@ def model_methods(path: str, device: str, keep_measured: bool, precision: str = 
     methods = {f'{name}@{k + 1}': stage(k) for k in range(num)}
     methods[name] = stage(num - 1)
     return methods
+
+
+def initial_fill_method(name: str) -> Method:
+    """
+    Wrap one of the network's parameter-free initial fills D_0 as a method ('fill:<name>').
+
+    Scored beside the checkpoint, it shows what the trained cascade adds to its own start.
+
+    :param name: One of :data:`s2ml_ros.model.config.INITIAL_FILLS` except 'zeros'.
+    """
+    if name not in INITIAL_FILLS or name == 'zeros':
+        raise SystemExit(f'unknown initial fill {name!r}; choose from '
+                         f'{[f for f in INITIAL_FILLS if f != "zeros"]}')
+
+    def run(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(depth) & (depth > 0)
+        d = torch.from_numpy(np.where(valid, depth, 0).astype(np.float32))[None, None]
+        m = torch.from_numpy(valid.astype(np.float32))[None, None]
+        with torch.inference_mode():
+            if name == 'guided_multigrid':
+                luma = np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+                gray = torch.from_numpy(rgb.astype(np.float32) @ luma)[None, None]
+                out = guided_multigrid_fill(d, m, gray)
+            else:
+                out = pyramid_fill(d, m, local=name == 'local_pyramid')
+        return out[0, 0].numpy()
+    return run
 
 
 def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]:
@@ -224,6 +255,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--checkpoint', nargs='*', default=[], help='S2ML checkpoints to score')
     p.add_argument('--baselines', nargs='*', default=['raw'] + list(BASELINES),
                    help=f'baselines to score: raw and any of {list(BASELINES)}')
+    p.add_argument('--initial-fills', nargs='*', default=[],
+                   help="also score the network's parameter-free initial fills alone: any of "
+                        f'{[f for f in INITIAL_FILLS if f != "zeros"]}')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
@@ -255,6 +289,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
             methods[name] = BASELINES[name]
         else:
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
+    for name in args.initial_fills:
+        methods[f'fill:{name}'] = initial_fill_method(name)
     for path in args.checkpoint:
         methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
                                      args.stages))
