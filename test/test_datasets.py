@@ -13,7 +13,8 @@ import scipy.io
 import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
-from training.transforms import crop, hflip, PlantedHoles, resize, train_transform
+from training.transforms import (CameraColour, crop, hflip, PaintedDecals, PlantedHoles, resize,
+                                 train_transform)
 
 W, H = 40, 30
 
@@ -260,3 +261,48 @@ def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> N
     assert PlantedHoles(p=0.0)(sample, rng) is sample
     with pytest.raises(ValueError, match='1.5'):
         PlantedHoles(p=1.5)
+
+
+def _colour_sample() -> dict:
+    rng = np.random.default_rng(5)
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, 32:] = (200, 120, 40)  # one vertical colour edge at column 32
+    depth = rng.uniform(0.5, 4.0, (48, 64)).astype(np.float32)
+    return {'rgb': rgb, 'depth': depth, 'gt': depth.copy(),
+            'intrinsics': Intrinsics(50.0, 50.0, 32.0, 24.0, 64, 48)}
+
+
+def test_painted_decals_change_colour_only() -> None:
+    sample = _colour_sample()
+    changed = []
+    for seed in range(10):
+        out = PaintedDecals(p=1.0)(sample, np.random.default_rng(seed))
+        # Depth, ground truth and intrinsics are the same objects: geometry is untouched.
+        assert out['depth'] is sample['depth'] and out['gt'] is sample['gt']
+        assert out['intrinsics'] is sample['intrinsics']
+        assert out['rgb'].shape == sample['rgb'].shape and out['rgb'].dtype == np.uint8
+        changed.append(np.mean(np.any(out['rgb'] != sample['rgb'], axis=-1)))
+    assert min(changed) > 0 and max(changed) > 0.02  # shapes were painted, some large
+    again = PaintedDecals(p=1.0)(sample, np.random.default_rng(3))['rgb']
+    assert np.array_equal(again, PaintedDecals(p=1.0)(sample, np.random.default_rng(3))['rgb'])
+    assert PaintedDecals(p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match='-0.1'):
+        PaintedDecals(p=-0.1)
+
+
+def test_camera_colour_shifts_colour_against_fixed_depth() -> None:
+    sample = _colour_sample()
+    # Only the shift can move the edge; find it in one row for many seeds.
+    shifts = set()
+    for seed in range(30):
+        out = CameraColour(p=1.0, max_shift=2)(sample, np.random.default_rng(seed))
+        assert out['depth'] is sample['depth'] and out['gt'] is sample['gt']
+        assert out['intrinsics'] is sample['intrinsics']
+        row = out['rgb'][24, :, 0].astype(np.float32)
+        edge = int(np.argmax(np.diff(row))) + 1
+        shifts.add(edge - 32)
+    assert shifts <= {-3, -2, -1, 0, 1, 2, 3} and len(shifts) >= 3  # blur may move it 1 px
+    none = CameraColour(p=0.0)(sample, np.random.default_rng(0))
+    assert np.array_equal(none['rgb'], sample['rgb'])
+    with pytest.raises(ValueError, match='-1'):
+        CameraColour(max_shift=-1)

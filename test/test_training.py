@@ -54,10 +54,12 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
               '--epochs', '1']
     train.main(common + ['--output-dir', str(tmp_path / 'a'), '--initial-fill', 'pyramid'])
     start = tmp_path / 'a' / 'best.safetensors'
-    train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill', 'local_pyramid',
-                         '--init-from', str(start), '--planted-holes', '1.0'])
+    train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill',
+                         'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
+                         '--decals', '0.5', '--camera-colour', '0.5'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
-    assert info.config.initial_fill == 'local_pyramid'
+    assert info.config.initial_fill == 'guided_multigrid'
+    assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
     assert info.provenance['init_from_sha256'] == start_info.sha256
     with pytest.raises(SystemExit, match='do not fit'):
@@ -72,6 +74,14 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
         train.parse_args(['-c', str(bad)])
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
+    # Colour augmentations are off unless asked for, and land in the training pipeline.
+    train_set, _ = train.build_datasets(args)
+    names = [type(t).__name__ for t in train_set.transform.transforms]
+    assert 'PaintedDecals' not in names and 'CameraColour' not in names
+    args = train.parse_args(['-c', SMOKE, '--decals', '0.3', '--camera-colour', '0.2'])
+    train_set, _ = train.build_datasets(args)
+    names = [type(t).__name__ for t in train_set.transform.transforms]
+    assert names[-2:] == ['PaintedDecals', 'CameraColour']
 
 
 def test_learning_rate_schedule() -> None:

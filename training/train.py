@@ -41,8 +41,8 @@ import yaml
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss
-from .transforms import (BorderCrop, CenterCrop, Compose, PlantedHoles, Resize, SensorHoles,
-                         train_transform)
+from .transforms import (BorderCrop, CameraColour, CenterCrop, Compose, PaintedDecals,
+                         PlantedHoles, Resize, SensorHoles, train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -88,6 +88,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--scale', type=float, nargs=2, default=[1.0, 1.5],
                    help='random scale range (depth divided by the factor)')
     p.add_argument('--jitter', type=float, default=0.4, help='colour jitter strength')
+    p.add_argument('--decals', type=float, default=0.0,
+                   help='probability of painting flat shapes on the colour image only, so '
+                        'colour edges stop implying depth edges (0: off)')
+    p.add_argument('--camera-colour', type=float, default=0.0,
+                   help='probability of each colour camera effect: gamma, blur, noise, a '
+                        'colour-to-depth shift of up to 2 px (0: off)')
     p.add_argument('--batch-size', type=int, default=8, help='per process')
     p.add_argument('--epochs', type=int, default=50, help='total epochs')
     p.add_argument('--max-steps', type=int, default=0, help='stop after this many steps (0: off)')
@@ -148,7 +154,10 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     holes: List[Any] = [SensorHoles(args.extra_holes)] if args.extra_holes else []
     if args.planted_holes > 0:
         holes.append(PlantedHoles(args.planted_holes))
-    train_tf = Compose(pre + holes + aug.transforms)
+    colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []
+    if args.camera_colour > 0:
+        colour.append(CameraColour(args.camera_colour))
+    train_tf = Compose(pre + holes + aug.transforms + colour)
     val_tf = Compose(pre) if pre else None
     if args.data == 'sim':
         w, h = args.sim_size

@@ -315,6 +315,92 @@ class ColorJitter:
         return out
 
 
+class PaintedDecals:
+    """
+    Paint flat shapes on the colour image only: posters, labels, paper, stains.
+
+    In procedural rooms nearly every colour edge is also a depth edge, so a network learns to
+    bend depth along colour edges; real scenes are full of colour edges on flat surfaces.
+    Shapes painted on the colour image alone (depth and ground truth untouched) teach that
+    a colour edge is not evidence of a depth edge by itself.
+
+    :param p: Probability of painting on a sample.
+    :param max_decals: Most shapes per image (at least one when painting).
+    """
+
+    def __init__(self, p: float = 0.5, max_decals: int = 8) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f'decal probability must be in [0, 1], got {p}')
+        if max_decals < 1:
+            raise ValueError(f'max_decals must be >= 1, got {max_decals}')
+        self.p = p
+        self.max_decals = max_decals
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        img = sample['rgb'].copy()
+        h, w = img.shape[:2]
+        for _ in range(int(rng.integers(1, self.max_decals + 1))):
+            layer = img.copy()
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+            size = max(2, int(rng.uniform(0.03, 0.25) * min(h, w)))
+            kind = rng.integers(0, 3)
+            if kind == 0:  # sheet of paper or poster, any rotation
+                box = ((cx, cy), (size * rng.uniform(0.5, 2.0), size), rng.uniform(0, 180))
+                cv2.fillPoly(layer, [cv2.boxPoints(box).astype(np.int32)], colour)
+            elif kind == 1:  # label, stain
+                axes = (size, max(1, int(size * rng.uniform(0.3, 1.0))))
+                cv2.ellipse(layer, (cx, cy), axes, rng.uniform(0, 180), 0, 360, colour, -1)
+            else:  # stripe, cable, printed line
+                end = (cx + int(rng.integers(-2 * size, 2 * size + 1)),
+                       cy + int(rng.integers(-2 * size, 2 * size + 1)))
+                cv2.line(layer, (cx, cy), end, colour, int(rng.integers(1, 6)))
+            alpha = rng.uniform(0.4, 1.0)
+            img = cv2.addWeighted(layer, alpha, img, 1.0 - alpha, 0.0)
+        out = dict(sample)
+        out['rgb'] = img
+        return out
+
+
+class CameraColour:
+    """
+    What a real colour camera adds: gamma, blur, sensor noise and a small misregistration.
+
+    The colour image is shifted by up to ``max_shift`` pixels against the depth (calibration
+    error and rolling shutter in registered RGB-D streams); depth, ground truth and intrinsics
+    are untouched, so the depth frame stays the reference.
+
+    :param p: Probability of each effect, drawn independently.
+    :param max_shift: Largest colour-to-depth shift in pixels, per axis.
+    """
+
+    def __init__(self, p: float = 0.5, max_shift: int = 2) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f'camera colour probability must be in [0, 1], got {p}')
+        if max_shift < 0:
+            raise ValueError(f'max_shift must be >= 0 pixels, got {max_shift}')
+        self.p = p
+        self.max_shift = max_shift
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        img = sample['rgb'].astype(np.float32) / 255.0
+        if rng.random() < self.p:
+            img = img ** rng.uniform(0.7, 1.4)
+        if rng.random() < self.p:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
+        if rng.random() < self.p:
+            img = img + rng.normal(0.0, rng.uniform(1.0, 6.0) / 255.0, img.shape)
+        if self.max_shift and rng.random() < self.p:
+            dx, dy = (int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, 2))
+            shift = np.float32([[1, 0, dx], [0, 1, dy]])
+            img = cv2.warpAffine(img, shift, img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+        out = dict(sample)
+        out['rgb'] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
 def to_tensor(sample: Sample) -> Dict[str, Any]:
     """
     Convert to the training batch layout.
