@@ -123,6 +123,21 @@ def test_mismatched_tensors_are_listed(tiny_checkpoint, tmp_path):
     assert 'wrong shape' in message and reshaped in message
 
 
+def test_checkpoint_from_before_the_initial_fill_keeps_zeros(tiny_checkpoint, tmp_path):
+    path, _ = tiny_checkpoint
+    with safe_open(str(path), framework='pt') as reader:
+        metadata = dict(reader.metadata())
+        tensors = {k: reader.get_tensor(k) for k in reader.keys()}
+    config = json.loads(metadata['config'])
+    assert config['initial_fill'] == 'guided_multigrid'  # today's default is recorded
+    del config['initial_fill']
+    metadata['config'] = json.dumps(config)
+    old = tmp_path / 'old.safetensors'
+    save_file(tensors, str(old), metadata=metadata)
+    model, info = load_checkpoint(old)
+    assert info.config.initial_fill == 'zeros' and model.config.initial_fill == 'zeros'
+
+
 def test_invalid_config_metadata_is_reported(tiny_checkpoint, tmp_path):
     path, _ = tiny_checkpoint
     with safe_open(str(path), framework='pt') as reader:

@@ -132,7 +132,12 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Checkpoint
             f'checkpoint {path} has format {metadata.get("format")!r}, expected {FORMAT_TAG!r} '
             f'(was it written by s2ml_ros.model.save_checkpoint?)')
     try:
-        config = S2MLConfig.from_dict(json.loads(metadata['config']))
+        values = json.loads(metadata['config'])
+        # Checkpoints written before the initial fill existed ran the cascade on zeros; the
+        # dataclass default must not silently give them a fill they were not trained with.
+        if isinstance(values, dict):
+            values.setdefault('initial_fill', 'zeros')
+        config = S2MLConfig.from_dict(values)
         provenance = json.loads(metadata.get('provenance', '{}'))
     except (KeyError, json.JSONDecodeError, TypeError, ConfigError) as exc:
         raise CheckpointError(f'checkpoint {path} carries an invalid model config: {exc}') \

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping
 
 
-INITIAL_FILLS = ('local_pyramid', 'pyramid', 'guided_multigrid', 'zeros')
+INITIAL_FILLS = ('guided_multigrid', 'local_pyramid', 'pyramid', 'zeros')
 
 
 class ConfigError(ValueError):
@@ -31,12 +31,12 @@ class S2MLConfig:
         input resolution and every head PixelShuffles its residual back to full resolution.
     :param max_depth_m: Depth normaliser d_max in meters (NYU and SUN RGB-D protocols use 10 m).
     :param amplitude_log_bound: Bound of the log-amplitude correction, so exp() cannot overflow.
-    :param initial_fill: Initial depth D_0 of the cascade: 'pyramid' (holes filled by a
-        parameter-free coarse-to-fine average of valid neighbours), 'local_pyramid' (the same,
-        preferring the neighbours centred on the hole pixel at each level, so fewer holes are
-        filled across depth edges), 'guided_multigrid' (a fast multigrid approximation of
-        Levin et al.'s colorization fill: smooth surfaces that stop at colour edges) or 'zeros'
-        (raw depth with zeros in the holes, the most literal reading).
+    :param initial_fill: Initial depth D_0 of the cascade, parameter-free: 'guided_multigrid'
+        (default; a fast multigrid approximation of Levin et al.'s colorization fill: smooth
+        surfaces that stop at colour edges), 'pyramid' (a coarse-to-fine average of valid
+        neighbours), 'local_pyramid' (the same, preferring the neighbours centred on the hole
+        pixel at each level, so fewer holes are filled across depth edges) or 'zeros' (raw
+        depth with zeros in the holes, the most literal reading).
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -49,7 +49,7 @@ class S2MLConfig:
     downscale: int = 4
     max_depth_m: float = 10.0
     amplitude_log_bound: float = 5.0
-    initial_fill: str = 'local_pyramid'
+    initial_fill: str = 'guided_multigrid'
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
