@@ -30,6 +30,13 @@ def _check(sample: Sample) -> Tuple[int, int]:
     return h, w
 
 
+def _probability(what: str, p: float) -> float:
+    """:return: ``p`` if it is a probability, else a ValueError naming ``what``."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f'{what} probability must be in [0, 1], got {p}')
+    return p
+
+
 def crop(sample: Sample, x0: int, y0: int, width: int, height: int) -> Sample:
     """
     Keep the window [y0:y0+height, x0:x0+width].
@@ -266,9 +273,7 @@ class PlantedHoles:
     """
 
     def __init__(self, p: float = 0.5, max_shift: float = 0.25) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f'planted hole probability must be in [0, 1], got {p}')
-        self.p = p
+        self.p = _probability('planted hole', p)
         self.max_shift = max_shift
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
@@ -329,11 +334,9 @@ class PaintedDecals:
     """
 
     def __init__(self, p: float = 0.5, max_decals: int = 8) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f'decal probability must be in [0, 1], got {p}')
         if max_decals < 1:
             raise ValueError(f'max_decals must be >= 1, got {max_decals}')
-        self.p = p
+        self.p = _probability('decal', p)
         self.max_decals = max_decals
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
@@ -377,11 +380,9 @@ class CameraColour:
     """
 
     def __init__(self, p: float = 0.5, max_shift: int = 2) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f'camera colour probability must be in [0, 1], got {p}')
         if max_shift < 0:
             raise ValueError(f'max_shift must be >= 0 pixels, got {max_shift}')
-        self.p = p
+        self.p = _probability('camera colour', p)
         self.max_shift = max_shift
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
