@@ -125,6 +125,16 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
         assert res[fill]['rmse'] < res['raw']['rmse']
     rows = json.loads(out.read_text())
     assert len(rows) == 7 and all(r['images'] == 2 for r in rows)
+    # Two checkpoints with the same file name are both scored, named by their folders.
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    for run in ('a', 'b'):
+        save_checkpoint(tmp_path / run / 'best.safetensors', build_s2ml('test'))
+    report = evaluate.main(['--data', 'sim', '--num-samples', '1', '--sim-size', '48', '36',
+                            '--baselines', '--device', 'cpu', '--no-progress', '--checkpoint',
+                            str(tmp_path / 'a' / 'best.safetensors'),
+                            str(tmp_path / 'b' / 'best.safetensors')])
+    assert set(report['sim_test']) == {'s2ml:a/best', 's2ml:b/best'}
     with pytest.raises(SystemExit, match="unknown initial fill 'zeros'"):
         evaluate.main(['--data', 'sim', '--num-samples', '1', '--initial-fills', 'zeros'])
 

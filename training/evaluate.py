@@ -94,16 +94,17 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
 
 
 def model_methods(path: str, device: str, keep_measured: bool, precision: str = 'fp32',
-                  stages: bool = False) -> Dict[str, Method]:
+                  stages: bool = False, label: Optional[str] = None) -> Dict[str, Method]:
     """
     Wrap a checkpoint in the node's predictor, so offline and live results share one path.
 
     :param stages: Also score every cascade stage ('s2ml:<name>@<k>', k = 1..K).
+    :param label: <name> in the method names (default: the file name without suffix).
     :return: name -> fill function; 's2ml:<name>' is the final stage.
     """
     predictor = DepthCompletionPredictor.from_checkpoint(
         path, device=device, precision=precision, keep_measured=keep_measured)
-    name = f's2ml:{Path(path).stem}'
+    name = f's2ml:{label or Path(path).stem}'
     if not stages:
         return {name: predictor.predict}
     last: Dict[str, object] = {}
@@ -291,9 +292,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
     for name in args.initial_fills:
         methods[f'fill:{name}'] = initial_fill_method(name)
-    for path in args.checkpoint:
+    stems = [Path(path).stem for path in args.checkpoint]
+    for path, stem in zip(args.checkpoint, stems):
+        # Runs all write best.safetensors: name such files by their folder as well.
+        label = stem if stems.count(stem) == 1 else f'{Path(path).parent.name}/{stem}'
         methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
-                                     args.stages))
+                                     args.stages, label))
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):
