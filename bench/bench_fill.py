@@ -2,8 +2,9 @@
 Cost of the network's parameter-free initial fills D_0, timed side by side.
 
 Usage: python bench/bench_fill.py [--runs 30] [--threads 1] [--hole-fraction 0.2]
-Fills the same 640x480 depth (random holes plus one large hole) with every variant in turn
-and prints the median time of each and its ratio to the grid-aligned pyramid fill.
+Fills the same 640x480 depth (random holes plus one hole a quarter of each side) with every
+variant in turn and prints the median time of each and its ratio to the grid-aligned pyramid
+fill.
 """
 
 import argparse
@@ -43,7 +44,7 @@ def main() -> None:
     medians = {name: statistics.median(t[2:]) * 1e3 for name, t in times.items()}
     shown = ', '.join(f'{name} {ms:.1f} ms ({ms / medians["pyramid"]:.1f}x)'
                       for name, ms in medians.items())
-    print(f'{w}x{h}, {args.hole_fraction:.0%} holes + one large hole, {args.threads} '
+    print(f'{w}x{h}, {args.hole_fraction:.0%} holes + one {w // 4}x{h // 4} hole, {args.threads} '
           f'thread(s), median of {args.runs}: {shown}')
 
 
