@@ -35,7 +35,7 @@ import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model.config import INITIAL_FILLS
-from s2ml_ros.model.layers import guided_multigrid_fill, pyramid_fill
+from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
 import torch
@@ -143,14 +143,9 @@ def initial_fill_method(name: str) -> Method:
         valid = np.isfinite(depth) & (depth > 0)
         d = torch.from_numpy(np.where(valid, depth, 0).astype(np.float32))[None, None]
         m = torch.from_numpy(valid.astype(np.float32))[None, None]
+        colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
         with torch.inference_mode():
-            if name == 'guided_multigrid':
-                luma = np.array([0.299, 0.587, 0.114], np.float32) / 255.0
-                gray = torch.from_numpy(rgb.astype(np.float32) @ luma)[None, None]
-                out = guided_multigrid_fill(d, m, gray)
-            else:
-                out = pyramid_fill(d, m, local=name == 'local_pyramid')
-        return out[0, 0].numpy()
+            return initial_fill(d, m, colour, name)[0, 0].numpy()
     return run
 
 

@@ -165,6 +165,31 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     return filled
 
 
+# ITU-R BT.601 luma: the grey level of the colorization fill, as in the NYU toolbox.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str
+                 ) -> torch.Tensor:
+    """
+    Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
+
+    :param depth: Depth [B, 1, H, W] (any unit), 0 in holes.
+    :param mask: Validity [B, 1, H, W], 1 = measured, 0 = hole.
+    :param rgb: Colour [B, 3, H, W] in [0, 1], registered to the depth (read only by
+        'guided_multigrid').
+    :param kind: 'guided_multigrid', 'local_pyramid', 'pyramid' or 'zeros' (holes stay 0).
+    :return: D_0 [B, 1, H, W].
+    """
+    if kind == 'guided_multigrid':
+        luma = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+        gray = (rgb.clamp(0.0, 1.0) * luma).sum(1, keepdim=True)
+        return guided_multigrid_fill(depth, mask, gray)
+    if kind == 'zeros':
+        return depth * mask
+    return pyramid_fill(depth, mask, local=kind == 'local_pyramid')
+
+
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     """
     Cut a feature map into non-overlapping square windows.

@@ -13,11 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from .config import S2MLConfig
-from .layers import (guided_multigrid_fill, pyramid_fill, ResidualConv, SpatialFusion,
-                     SpectralFusion)
+from .layers import initial_fill, ResidualConv, SpatialFusion, SpectralFusion
 
-# ITU-R BT.601 luma, the grey level of the colorization fill (as in the NYU toolbox).
-_LUMA = (0.299, 0.587, 0.114)
 # ImageNet statistics: the usual RGB normalisation of the depth-completion baselines.
 _RGB_MEAN = (0.485, 0.456, 0.406)
 _RGB_STD = (0.229, 0.224, 0.225)
@@ -70,7 +67,6 @@ class S2ML(nn.Module):
                              persistent=False)
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
                              persistent=False)
-        self.register_buffer('luma', torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
         """
@@ -94,21 +90,14 @@ class S2ML(nn.Module):
         valid = torch.isfinite(depth) & (depth > 0)
         depth_n = torch.where(valid, depth, torch.zeros_like(depth)) / self.config.max_depth_m
         mask = valid.to(depth_n.dtype)
-        rgb_n = (rgb - self.rgb_mean) / self.rgb_std
         if pad_h or pad_w:
             # Bottom/right only, so pixel coordinates (and intrinsics) are unchanged; padded
             # depth counts as missing.
-            rgb_n = F.pad(rgb_n, (0, pad_w, 0, pad_h), mode='replicate')
+            rgb = F.pad(rgb, (0, pad_w, 0, pad_h), mode='replicate')
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
-
-        fill = self.config.initial_fill
-        if fill == 'guided_multigrid':
-            gray = (rgb.clamp(0.0, 1.0) * self.luma).sum(1, keepdim=True)
-            gray = F.pad(gray, (0, pad_w, 0, pad_h), mode='replicate')
-            depth_n = guided_multigrid_fill(depth_n, mask, gray)
-        elif fill != 'zeros':
-            depth_n = pyramid_fill(depth_n, mask, local=fill == 'local_pyramid')
+        depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill)
+        rgb_n = (rgb - self.rgb_mean) / self.rgb_std
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
         current = depth_n  # D_0
