@@ -158,7 +158,11 @@ def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
     mask = torch.ones_like(depth)
     mask[..., 8:40, 20:52] = 0
     hole = mask == 0
-    guided = guided_multigrid_fill(depth * mask, mask, gray)
+    holed = depth * mask
+    inputs = [t.clone() for t in (holed, mask, gray)]
+    guided = guided_multigrid_fill(holed, mask, gray)
+    # The sweeps work in place on their own tensors, never on the inputs.
+    assert all(torch.equal(a, b) for a, b in zip(inputs, (holed, mask, gray)))
     blind = pyramid_fill(depth * mask, mask, local=True)
     assert torch.equal(guided[~hole], depth[~hole])
     guided_error = (guided - depth)[hole].abs().mean()

@@ -31,7 +31,12 @@ def _check(sample: Sample) -> Tuple[int, int]:
 
 
 def _probability(what: str, p: float) -> float:
-    """:return: ``p`` if it is a probability, else a ValueError naming ``what``."""
+    """
+    Check a probability argument.
+
+    :return: ``p``.
+    :raises ValueError: Unless 0 <= p <= 1, naming ``what``.
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f'{what} probability must be in [0, 1], got {p}')
     return p
@@ -392,7 +397,8 @@ class CameraColour:
         if rng.random() < self.p:
             img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
         if rng.random() < self.p:
-            img = img + rng.normal(0.0, rng.uniform(1.0, 6.0) / 255.0, img.shape)
+            sigma = np.float32(rng.uniform(1.0, 6.0) / 255.0)
+            img = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
         if self.max_shift and rng.random() < self.p:
             dx, dy = (int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, 2))
             shift = np.float32([[1, 0, dx], [0, 1, dy]])

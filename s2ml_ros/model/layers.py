@@ -157,11 +157,12 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
             continue
         neighbours = _neighbour_index(d.shape[-2], d.shape[-1], holes)
         weights = colour_affinities(g.flatten(), holes, neighbours)
-        values = filled.flatten().clone()
+        # ``filled`` is a tensor made at this level (torch.where or pyramid_fill), not an
+        # input, so the sweeps write into it in place through a flat view.
+        values = filled.view(-1)
         for _ in range(min(max_iterations, fine_iterations * 2 ** level)):
             # Jacobi: the right-hand side is gathered in full before the holes are written.
             values[holes] = (weights * values[neighbours]).sum(1)
-        filled = values.view_as(filled)
     return filled
 
 
