@@ -123,7 +123,7 @@ def test_mismatched_tensors_are_listed(tiny_checkpoint, tmp_path):
     assert 'wrong shape' in message and reshaped in message
 
 
-def test_checkpoint_from_before_the_initial_fill_keeps_zeros(tiny_checkpoint, tmp_path):
+def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint, tmp_path):
     path, _ = tiny_checkpoint
     with safe_open(str(path), framework='pt') as reader:
         metadata = dict(reader.metadata())
@@ -131,11 +131,18 @@ def test_checkpoint_from_before_the_initial_fill_keeps_zeros(tiny_checkpoint, tm
     config = json.loads(metadata['config'])
     assert config['initial_fill'] == 'guided_multigrid'  # today's default is recorded
     del config['initial_fill']
+    del config['fill_iterations']
     metadata['config'] = json.dumps(config)
     old = tmp_path / 'old.safetensors'
     save_file(tensors, str(old), metadata=metadata)
     model, info = load_checkpoint(old)
     assert info.config.initial_fill == 'zeros' and model.config.initial_fill == 'zeros'
+    # Weights from before the sweep count existed ran the guided fill with 5 sweeps.
+    config['initial_fill'] = 'guided_multigrid'
+    metadata['config'] = json.dumps(config)
+    save_file(tensors, str(old), metadata=metadata)
+    _, info = load_checkpoint(old)
+    assert info.config.fill_iterations == 5
 
 
 def test_invalid_config_metadata_is_reported(tiny_checkpoint, tmp_path):

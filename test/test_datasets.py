@@ -14,7 +14,7 @@ import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
 from training.transforms import (CameraColour, crop, hflip, PaintedDecals, PlantedHoles, resize,
-                                 train_transform)
+                                 to_tensor, train_transform)
 
 W, H = 40, 30
 
@@ -253,14 +253,35 @@ def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> N
         assert out['gt'] is gt and out['rgb'] is sample['rgb']
         newly = (out['depth'] == 0) & (depth > 0)
         assert np.array_equal(out['depth'][~newly], depth[~newly])  # the rest is untouched
+        assert np.array_equal(out['planted'], newly.astype(np.float32))  # for the loss
         hidden_counts.append(int(newly.sum()))
         if newly.any():
             ys, xs = np.nonzero(newly)  # the moved square, cut by the borders and the hole
             assert ys.max() - ys.min() < 10 and xs.max() - xs.min() < 10
     assert max(hidden_counts) > 50 and np.all(np.array(hidden_counts) <= 100)
-    assert PlantedHoles(p=0.0)(sample, rng) is sample
+    skipped = PlantedHoles(p=0.0)(sample, rng)
+    assert skipped['depth'] is depth and not skipped['planted'].any()  # batches still stack
     with pytest.raises(ValueError, match='1.5'):
         PlantedHoles(p=1.5)
+
+
+def test_planted_mask_moves_with_the_depth_but_is_not_scaled() -> None:
+    depth = np.full((40, 60), 2.0, np.float32)
+    planted = np.zeros((40, 60), np.float32)
+    planted[5:10, 3:8] = 1.0
+    sample = {'rgb': np.zeros((40, 60, 3), np.uint8), 'depth': np.where(planted > 0, 0, depth),
+              'gt': depth, 'planted': planted,
+              'intrinsics': Intrinsics(50.0, 50.0, 30.0, 20.0, 60, 40)}
+    augment = train_transform(30, 20, scale=(1.5, 1.5), jitter=0.0)
+    out = augment(sample, np.random.default_rng(1))
+    assert out['planted'].shape == out['depth'].shape == (20, 30)
+    assert set(np.unique(out['planted'])) <= {0.0, 1.0}  # a mask, not a depth divided by 1.5
+    assert np.array_equal(out['planted'] > 0, (out['depth'] == 0) & (out['gt'] > 0))
+    flipped = hflip(sample)
+    assert np.array_equal(flipped['planted'], planted[:, ::-1])
+    tensors = to_tensor(resize(crop(sample, 2, 4, 20, 10), 40, 20))
+    assert tensors['planted'].shape == (1, 20, 40)
+    assert torch.equal(tensors['planted'] > 0, (tensors['depth'] == 0))
 
 
 def _colour_sample() -> dict:

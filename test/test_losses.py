@@ -67,3 +67,22 @@ def test_hole_weight_emphasises_pixels_missing_from_the_raw_input() -> None:
         JointLoss(hole_weight=1.0)([pred], gt)
     with pytest.raises(ValueError, match='hole_weight must be >= 0'):
         JointLoss(hole_weight=-1.0)
+
+
+def test_planted_weight_adds_to_the_hole_weight_on_hidden_measured_pixels() -> None:
+    gt = torch.full((1, 1, 2, 2), 2.0)
+    raw = torch.tensor([[[[2.0, 0.0], [2.0, 0.0]]]])  # two holes, right column
+    planted = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])  # the bottom one was hidden
+    pred = gt.clone()
+    pred[0, 0, 0, 1] = 3.0  # 1 m wrong in the natural hole
+    pred[0, 0, 1, 1] = 4.0  # 2 m wrong in the planted one
+    loss = JointLoss(freq_weight=0.0, hole_weight=1.0, planted_weight=2.0)
+    weighted, _ = loss([pred], gt, raw_depth=raw, planted=planted)
+    assert weighted.item() == pytest.approx((2 * 1.0 + 4 * 2.0) / (1 + 1 + 2 + 4))
+    # Without the mask (validation batches) only the hole weight applies.
+    unmarked, _ = loss([pred], gt, raw_depth=raw)
+    assert unmarked.item() == pytest.approx((2 * 1.0 + 2 * 2.0) / 6)
+    with pytest.raises(ValueError, match='planted mask'):
+        loss([pred], gt, raw_depth=raw, planted=planted[..., :1])
+    with pytest.raises(ValueError, match='planted_weight must be >= 0'):
+        JointLoss(planted_weight=-0.5)

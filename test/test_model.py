@@ -1,5 +1,7 @@
 """Tests of the S2ML network: shapes, gradients, windows, spectral invariants."""
 
+from dataclasses import replace
+
 import pytest
 from s2ml_ros.model import build_s2ml, ConfigError, get_config, S2ML, S2MLConfig
 from s2ml_ros.model.layers import (_neighbour_index, colour_affinities, guided_multigrid_fill,
@@ -209,6 +211,16 @@ def test_guided_multigrid_initial_fill_in_the_network():
         norm, (norm > 0).float(),
         torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate'))
     torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
+    # The sweep count is the config's: 4x the sweeps, the guided fill's own result.
+    more_sweeps = build_s2ml(replace(config, fill_iterations=20)).eval()
+    more_sweeps.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        d0_20 = more_sweeps(rgb, depth)[-1]
+    expected_20 = guided_multigrid_fill(
+        norm, (norm > 0).float(),
+        torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate'), 20, 320)
+    torch.testing.assert_close(d0_20, expected_20[..., :20, :30] * config.max_depth_m)
+    assert not torch.allclose(d0_20, d0)
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])
@@ -309,6 +321,8 @@ def test_config_validation_names_the_bad_value():
         get_config('huge')
     with pytest.raises(ConfigError, match='initial_fill must be one of'):
         S2MLConfig(initial_fill='median')
+    with pytest.raises(ConfigError, match='fill_iterations must be an integer >= 1, got 0'):
+        S2MLConfig(fill_iterations=0)
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

@@ -56,9 +56,10 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
     start = tmp_path / 'a' / 'best.safetensors'
     train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill',
                          'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
-                         '--decals', '0.5', '--camera-colour', '0.5'])
+                         '--planted-weight', '2.0', '--decals', '0.5', '--camera-colour', '0.5',
+                         '--fill-iterations', '12'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
-    assert info.config.initial_fill == 'guided_multigrid'
+    assert info.config.initial_fill == 'guided_multigrid' and info.config.fill_iterations == 12
     assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
     assert info.provenance['init_from_sha256'] == start_info.sha256
@@ -72,6 +73,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     bad.write_text('variant: test\nbatchsize: 3\n')
     with pytest.raises(SystemExit):
         train.parse_args(['-c', str(bad)])
+    with pytest.raises(SystemExit):  # weights pixels nothing hides
+        train.parse_args(['-c', SMOKE, '--planted-weight', '2'])
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
     # Colour augmentations are off unless asked for, and land in the training pipeline.

@@ -127,13 +127,14 @@ def model_methods(path: str, device: str, keep_measured: bool, precision: str = 
     return methods
 
 
-def initial_fill_method(name: str) -> Method:
+def initial_fill_method(name: str, fill_iterations: int = 5) -> Method:
     """
     Wrap one of the network's parameter-free initial fills D_0 as a method ('fill:<name>').
 
     Scored beside the checkpoint, it shows what the trained cascade adds to its own start.
 
     :param name: One of :data:`s2ml_ros.model.config.INITIAL_FILLS` except 'zeros'.
+    :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'.
     """
     if name not in INITIAL_FILLS or name == 'zeros':
         raise SystemExit(f'unknown initial fill {name!r}; choose from '
@@ -145,7 +146,7 @@ def initial_fill_method(name: str) -> Method:
         m = torch.from_numpy(valid.astype(np.float32))[None, None]
         colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
         with torch.inference_mode():
-            return initial_fill(d, m, colour, name)[0, 0].numpy()
+            return initial_fill(d, m, colour, name, fill_iterations)[0, 0].numpy()
     return run
 
 
@@ -254,6 +255,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--initial-fills', nargs='*', default=[],
                    help="also score the network's parameter-free initial fills alone: any of "
                         f'{[f for f in INITIAL_FILLS if f != "zeros"]}')
+    p.add_argument('--fill-iterations', type=int, default=5,
+                   help='full-resolution sweeps of the guided_multigrid initial fill')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
@@ -286,7 +289,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         else:
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
     for name in args.initial_fills:
-        methods[f'fill:{name}'] = initial_fill_method(name)
+        label = f'fill:{name}'
+        if name == 'guided_multigrid' and args.fill_iterations != 5:
+            label += f'@{args.fill_iterations}'
+        methods[label] = initial_fill_method(name, args.fill_iterations)
     stems = [Path(path).stem for path in args.checkpoint]
     for path, stem in zip(args.checkpoint, stems):
         # Runs all write best.safetensors: name such files by their folder as well.

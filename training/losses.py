@@ -27,11 +27,17 @@ class JointLoss(nn.Module):
     :param hole_weight: Extra L1 weight of pixels missing from the raw input (0 = the plain
         joint loss). Holes are a few percent of a frame but all of the task: on measured pixels
         the answer is nearly the input.
+    :param planted_weight: Extra L1 weight of measured pixels hidden under moved hole shapes
+        (:class:`training.transforms.PlantedHoles`), on top of ``hole_weight``. Natural holes
+        outnumber them and pull the refinement towards what natural holes need (often a
+        different surface); these pixels teach continuing the surface around a hole, which is
+        what frames scored by hiding measured pixels ask for.
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
                  early_weight: float = 0.5, freq_weight: float = 0.1,
-                 min_gt_m: float = 1e-4, hole_weight: float = 0.0) -> None:
+                 min_gt_m: float = 1e-4, hole_weight: float = 0.0,
+                 planted_weight: float = 0.0) -> None:
         super().__init__()
         self.stage_weights = None if stage_weights is None else [float(w) for w in stage_weights]
         self.early_weight = float(early_weight)
@@ -40,6 +46,9 @@ class JointLoss(nn.Module):
         if hole_weight < 0:
             raise ValueError(f'hole_weight must be >= 0, got {hole_weight}')
         self.hole_weight = float(hole_weight)
+        if planted_weight < 0:
+            raise ValueError(f'planted_weight must be >= 0, got {planted_weight}')
+        self.planted_weight = float(planted_weight)
 
     def weights_for(self, num_stages: int) -> List[float]:
         """:return: The weight of each of ``num_stages`` stages."""
@@ -53,6 +62,7 @@ class JointLoss(nn.Module):
     def forward(self, preds: Sequence[torch.Tensor], gt: torch.Tensor,
                 valid_mask: Optional[torch.Tensor] = None,
                 raw_depth: Optional[torch.Tensor] = None,
+                planted: Optional[torch.Tensor] = None,
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """
         Compute the loss.
@@ -62,6 +72,8 @@ class JointLoss(nn.Module):
         :param valid_mask: Optional bool [B, 1, H, W] further restricting the scored pixels.
         :param raw_depth: Raw input depth [B, 1, H, W], meters (0 or non-finite = hole); needed
             when ``hole_weight`` > 0.
+        :param planted: [B, 1, H, W], 1 on pixels hidden by PlantedHoles, else 0; weighted
+            when ``planted_weight`` > 0 (None = no such pixels).
         :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}).
         """
         if isinstance(preds, torch.Tensor):
@@ -77,6 +89,11 @@ class JointLoss(nn.Module):
                 raise ValueError('hole_weight > 0 needs raw_depth')
             hole = ~(torch.isfinite(raw_depth) & (raw_depth > 0))
             weight = v * (1.0 + self.hole_weight * hole.float())
+        if self.planted_weight > 0 and planted is not None:
+            if planted.shape != gt.shape:
+                raise ValueError(f'planted mask {tuple(planted.shape)} does not match ground '
+                                 f'truth {tuple(gt.shape)}')
+            weight = weight + v * self.planted_weight * planted.float()
         count = weight.sum().clamp_min(1.0)
         g_spec = None
         if self.freq_weight > 0:

@@ -52,6 +52,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--variant', default='tiny', help='model variant (s2ml_ros.model)')
     p.add_argument('--initial-fill', default=None, choices=list(INITIAL_FILLS),
                    help="override the variant's initial depth D_0 (parameter-free)")
+    p.add_argument('--fill-iterations', type=int, default=None,
+                   help="override the guided multigrid fill's full-resolution sweeps")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -105,6 +107,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--freq-weight', type=float, default=0.1, help='frequency loss weight')
     p.add_argument('--hole-weight', type=float, default=0.0,
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
+    p.add_argument('--planted-weight', type=float, default=0.0,
+                   help='extra L1 weight on pixels hidden by --planted-holes')
     p.add_argument('--early-stage-weight', type=float, default=0.5,
                    help='loss weight of non-final stages')
     p.add_argument('--amp', default='auto', choices=['auto', 'off', 'bf16', 'fp16'],
@@ -124,7 +128,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
-    return {k: v for k, v in config.to_dict().items() if k not in ('initial_fill', 'variant')}
+    free = ('initial_fill', 'fill_iterations', 'variant')
+    return {k: v for k, v in config.to_dict().items() if k not in free}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -139,7 +144,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if unknown:
             parser.error(f'{args.config}: unknown options {unknown}')
         parser.set_defaults(**{k.replace('-', '_'): v for k, v in cfg.items()})
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.planted_weight and not args.planted_holes:
+        parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
+                     '--planted-holes P > 0 hides; it is 0')
+    return args
 
 
 def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
@@ -290,6 +299,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     config = get_config(args.variant)
     if args.initial_fill:
         config = dataclasses.replace(config, initial_fill=args.initial_fill)
+    if args.fill_iterations is not None:
+        config = dataclasses.replace(config, fill_iterations=args.fill_iterations)
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None
@@ -325,7 +336,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
-                          hole_weight=args.hole_weight)
+                          hole_weight=args.hole_weight, planted_weight=args.planted_weight)
     steps_per_epoch = max(1, len(train_loader))
     total = args.epochs * steps_per_epoch
     if args.max_steps:
@@ -356,7 +367,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             with autocast():
                 preds = ddp_model(batch['rgb'], batch['depth'])
             loss, parts = criterion([p.float() for p in preds], batch['gt'],
-                                    raw_depth=batch['depth'])
+                                    raw_depth=batch['depth'], planted=batch.get('planted'))
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

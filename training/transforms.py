@@ -2,7 +2,8 @@
 Joint augmentation of colour, raw depth, ground truth and intrinsics.
 
 A sample is a dict with 'rgb' uint8 [H, W, 3], 'depth' float32 [H, W] (raw, meters, 0 = hole),
-'gt' float32 [H, W] (meters, 0 = invalid) and 'intrinsics' (:class:`Intrinsics`); other keys
+'gt' float32 [H, W] (meters, 0 = invalid) and 'intrinsics' (:class:`Intrinsics`), optionally
+'planted' float32 [H, W] (1 = a measured pixel hidden by :class:`PlantedHoles`); other keys
 pass through. Every geometric transform updates the intrinsics with the matching
 :class:`Intrinsics` method, so back-projection stays consistent after crops, flips and resizes.
 Depth is resampled with nearest neighbour so that holes stay holes and no depth is blended
@@ -20,11 +21,13 @@ import torch
 
 Sample = Dict[str, Any]
 _DEPTH_KEYS = ('depth', 'gt')
+# Per-pixel images that move with the depth but are not depths (RandomScale leaves them).
+_IMAGE_KEYS = _DEPTH_KEYS + ('planted',)
 
 
 def _check(sample: Sample) -> Tuple[int, int]:
     h, w = sample['rgb'].shape[:2]
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample and sample[key].shape != (h, w):
             raise ValueError(f'{key} shape {sample[key].shape} does not match rgb {(h, w)}')
     return h, w
@@ -52,7 +55,7 @@ def crop(sample: Sample, x0: int, y0: int, width: int, height: int) -> Sample:
     out = dict(sample)
     win = (slice(y0, y0 + height), slice(x0, x0 + width))
     out['rgb'] = np.ascontiguousarray(sample['rgb'][win])
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample:
             out[key] = np.ascontiguousarray(sample[key][win])
     out['intrinsics'] = sample['intrinsics'].cropped(x0, y0, width, height)
@@ -63,7 +66,7 @@ def hflip(sample: Sample) -> Sample:
     """:return: The left-right mirrored sample (u' = W - 1 - u), intrinsics included."""
     out = dict(sample)
     out['rgb'] = np.ascontiguousarray(sample['rgb'][:, ::-1])
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample:
             out[key] = np.ascontiguousarray(sample[key][:, ::-1])
     out['intrinsics'] = sample['intrinsics'].flipped_horizontally()
@@ -80,7 +83,7 @@ def resize(sample: Sample, width: int, height: int) -> Sample:
     out = dict(sample)
     interp = cv2.INTER_AREA if width < w else cv2.INTER_LINEAR
     out['rgb'] = cv2.resize(sample['rgb'], (width, height), interpolation=interp)
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample:
             out[key] = cv2.resize(sample[key], (width, height), interpolation=cv2.INTER_NEAREST)
     out['intrinsics'] = sample['intrinsics'].resized(width, height)
@@ -99,7 +102,7 @@ def pad_bottom_right(sample: Sample, width: int, height: int) -> Sample:
     pad = ((0, height - h), (0, width - w))
     out = dict(sample)
     out['rgb'] = np.pad(sample['rgb'], pad + ((0, 0),))
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample:
             out[key] = np.pad(sample[key], pad)
     k = sample['intrinsics']
@@ -273,6 +276,9 @@ class PlantedHoles:
     instead of reading every hole as a cue for a different surface. The ground truth keeps
     every value, so the hidden pixels are scored like any hole.
 
+    Every sample gets a 'planted' image (1 = hidden here, else 0; all 0 when nothing was
+    hidden), so batches stack and the loss can weight these pixels (``--planted-weight``).
+
     :param p: Probability of hiding pixels in a sample.
     :param max_shift: Largest move, as a fraction of the image side.
     """
@@ -282,13 +288,15 @@ class PlantedHoles:
         self.max_shift = max_shift
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return sample
         depth = sample['depth']
+        out = dict(sample)
+        out['planted'] = np.zeros(depth.shape, np.float32)
+        if rng.random() >= self.p:
+            return out
         valid = np.isfinite(depth) & (depth > 0)
         holes = ~valid
         if not holes.any() or not valid.any():
-            return sample
+            return out
         if rng.random() < 0.5:
             holes = holes[::-1]
         if rng.random() < 0.5:
@@ -296,9 +304,9 @@ class PlantedHoles:
         h, w = holes.shape
         dy = int(rng.integers(-int(h * self.max_shift), int(h * self.max_shift) + 1))
         dx = int(rng.integers(-int(w * self.max_shift), int(w * self.max_shift) + 1))
-        moved = shift_mask(holes, dy, dx)
-        out = dict(sample)
-        out['depth'] = np.where(moved & valid, np.float32(0), depth).astype(np.float32)
+        hidden = shift_mask(holes, dy, dx) & valid
+        out['depth'] = np.where(hidden, np.float32(0), depth).astype(np.float32)
+        out['planted'] = hidden.astype(np.float32)
         return out
 
 
@@ -413,14 +421,14 @@ def to_tensor(sample: Sample) -> Dict[str, Any]:
     Convert to the training batch layout.
 
     :return: {'rgb' float32 [3, H, W] in [0, 1], 'depth' float32 [1, H, W] meters,
-        'gt' float32 [1, H, W] meters, 'intrinsics' float32 [4] (fx, fy, cx, cy)} plus the
-        other keys unchanged.
+        'gt' float32 [1, H, W] meters, 'intrinsics' float32 [4] (fx, fy, cx, cy)}, 'planted'
+        float32 [1, H, W] if present, plus the other keys unchanged.
     """
     _check(sample)
-    out = {k: v for k, v in sample.items() if k not in ('rgb', 'intrinsics') + _DEPTH_KEYS}
+    out = {k: v for k, v in sample.items() if k not in ('rgb', 'intrinsics') + _IMAGE_KEYS}
     out['rgb'] = torch.from_numpy(np.ascontiguousarray(sample['rgb'].transpose(2, 0, 1))).float()
     out['rgb'] /= 255.0
-    for key in _DEPTH_KEYS:
+    for key in _IMAGE_KEYS:
         if key in sample:
             out[key] = torch.from_numpy(np.ascontiguousarray(sample[key], np.float32))[None]
     k: Intrinsics = sample['intrinsics']

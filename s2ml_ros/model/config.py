@@ -37,6 +37,9 @@ class S2MLConfig:
         neighbours), 'local_pyramid' (the same, preferring the neighbours centred on the hole
         pixel at each level, so fewer holes are filled across depth edges) or 'zeros' (raw
         depth with zeros in the holes, the most literal reading).
+    :param fill_iterations: Jacobi sweeps of the 'guided_multigrid' fill at full resolution
+        (doubled per coarser level, at most 16x); more sweeps come closer to the exact
+        colorization solve at proportionally more cost. Parameter-free like the fill itself.
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -50,11 +53,12 @@ class S2MLConfig:
     max_depth_m: float = 10.0
     amplitude_log_bound: float = 5.0
     initial_fill: str = 'guided_multigrid'
+    fill_iterations: int = 5
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
         positive = ('embed_dim', 'num_pairs', 'blocks_per_pair', 'window_size', 'head_dim',
-                    'downscale')
+                    'downscale', 'fill_iterations')
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

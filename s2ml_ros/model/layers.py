@@ -170,8 +170,8 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
 LUMA = (0.299, 0.587, 0.114)
 
 
-def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str
-                 ) -> torch.Tensor:
+def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
+                 fill_iterations: int = 5) -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
@@ -180,12 +180,14 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
     :param rgb: Colour [B, 3, H, W] in [0, 1], registered to the depth (read only by
         'guided_multigrid').
     :param kind: 'guided_multigrid', 'local_pyramid', 'pyramid' or 'zeros' (holes stay 0).
+    :param fill_iterations: Full-resolution sweeps of 'guided_multigrid' (16x at most at a
+        coarser level).
     :return: D_0 [B, 1, H, W].
     """
     if kind == 'guided_multigrid':
         luma = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
         gray = (rgb.clamp(0.0, 1.0) * luma).sum(1, keepdim=True)
-        return guided_multigrid_fill(depth, mask, gray)
+        return guided_multigrid_fill(depth, mask, gray, fill_iterations, 16 * fill_iterations)
     if kind == 'zeros':
         return depth * mask
     return pyramid_fill(depth, mask, local=kind == 'local_pyramid')

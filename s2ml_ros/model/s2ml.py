@@ -96,7 +96,8 @@ class S2ML(nn.Module):
             rgb = F.pad(rgb, (0, pad_w, 0, pad_h), mode='replicate')
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
-        depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill)
+        depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill,
+                               self.config.fill_iterations)
         rgb_n = (rgb - self.rgb_mean) / self.rgb_std
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
