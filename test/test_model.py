@@ -207,20 +207,18 @@ def test_guided_multigrid_initial_fill_in_the_network():
     m = config.pad_multiple
     pad = ((-30) % m, (-20) % m)
     norm = torch.nn.functional.pad(depth / config.max_depth_m, (0, pad[0], 0, pad[1]))
-    expected = guided_multigrid_fill(
-        norm, (norm > 0).float(),
-        torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate'))
+    gray = torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate')
+    expected = guided_multigrid_fill(norm, (norm > 0).float(), gray, config.fill_iterations,
+                                     16 * config.fill_iterations)
     torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
-    # The sweep count is the config's: 4x the sweeps, the guided fill's own result.
-    more_sweeps = build_s2ml(replace(config, fill_iterations=20)).eval()
-    more_sweeps.load_state_dict(model.state_dict())
+    # The sweep count is the config's: a quarter of the sweeps, the guided fill's own result.
+    fewer_sweeps = build_s2ml(replace(config, fill_iterations=5)).eval()
+    fewer_sweeps.load_state_dict(model.state_dict())
     with torch.no_grad():
-        d0_20 = more_sweeps(rgb, depth)[-1]
-    expected_20 = guided_multigrid_fill(
-        norm, (norm > 0).float(),
-        torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate'), 20, 320)
-    torch.testing.assert_close(d0_20, expected_20[..., :20, :30] * config.max_depth_m)
-    assert not torch.allclose(d0_20, d0)
+        d0_5 = fewer_sweeps(rgb, depth)[-1]
+    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), gray, 5, 80)
+    torch.testing.assert_close(d0_5, expected_5[..., :20, :30] * config.max_depth_m)
+    assert config.fill_iterations == 20 and not torch.allclose(d0_5, d0)
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
-from s2ml_ros.model.config import INITIAL_FILLS
+from s2ml_ros.model.config import INITIAL_FILLS, S2MLConfig
 from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
@@ -127,7 +127,7 @@ def model_methods(path: str, device: str, keep_measured: bool, precision: str = 
     return methods
 
 
-def initial_fill_method(name: str, fill_iterations: int = 5) -> Method:
+def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterations) -> Method:
     """
     Wrap one of the network's parameter-free initial fills D_0 as a method ('fill:<name>').
 
@@ -255,8 +255,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--initial-fills', nargs='*', default=[],
                    help="also score the network's parameter-free initial fills alone: any of "
                         f'{[f for f in INITIAL_FILLS if f != "zeros"]}')
-    p.add_argument('--fill-iterations', type=int, default=5,
-                   help='full-resolution sweeps of the guided_multigrid initial fill')
+    p.add_argument('--fill-iterations', type=int, default=S2MLConfig.fill_iterations,
+                   help='full-resolution sweeps of the guided_multigrid initial fill '
+                        '(default: the model default)')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
@@ -290,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
             raise SystemExit(f'unknown baseline {name!r}; choose from raw, {list(BASELINES)}')
     for name in args.initial_fills:
         label = f'fill:{name}'
-        if name == 'guided_multigrid' and args.fill_iterations != 5:
+        if name == 'guided_multigrid' and args.fill_iterations != S2MLConfig.fill_iterations:
             label += f'@{args.fill_iterations}'
         methods[label] = initial_fill_method(name, args.fill_iterations)
     stems = [Path(path).stem for path in args.checkpoint]

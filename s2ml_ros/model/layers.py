@@ -171,7 +171,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
-                 fill_iterations: int = 5) -> torch.Tensor:
+                 fill_iterations: int = 20) -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
