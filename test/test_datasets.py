@@ -13,8 +13,8 @@ import scipy.io
 import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
-from training.transforms import (CameraColour, crop, hflip, PaintedDecals, PlantedHoles, resize,
-                                 to_tensor, train_transform)
+from training.transforms import (BorderHoles, CameraColour, crop, hflip, PaintedDecals,
+                                 PlantedHoles, resize, to_tensor, train_transform)
 
 W, H = 40, 30
 
@@ -263,6 +263,34 @@ def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> N
     assert skipped['depth'] is depth and not skipped['planted'].any()  # batches still stack
     with pytest.raises(ValueError, match='1.5'):
         PlantedHoles(p=1.5)
+
+
+def test_border_holes_blank_bands_touching_the_border_only() -> None:
+    depth = np.full((60, 80), 2.0, np.float32)
+    depth[20:30, 30:40] = 0  # an interior hole stays as it is
+    sample = {'rgb': np.zeros((60, 80, 3), np.uint8), 'depth': depth, 'gt': depth.copy()}
+    blanked = []
+    for seed in range(30):
+        out = BorderHoles(p=1.0, max_fraction=0.2)(sample, np.random.default_rng(seed))
+        assert out['gt'] is sample['gt']
+        new = (out['depth'] == 0) & (depth > 0)
+        assert np.array_equal(out['depth'][~new], depth[~new])
+        if new.any():
+            # Every blanked pixel lies in a band that starts at the border of its row or column:
+            # the pixels between it and one of the four sides are all blanked too.
+            ys, xs = np.nonzero(new)
+            hole = out['depth'] == 0
+            for y, x in zip(ys[::7], xs[::7]):
+                assert (hole[:y + 1, x].all() or hole[y:, x].all() or hole[y, :x + 1].all()
+                        or hole[y, x:].all())
+            assert not new[20:30, 30:40].any() and not new[15:45, 25:55].any()  # bands <= 20%
+        blanked.append(new.mean())
+    assert 0.05 < np.mean(blanked) < 0.4  # bands on about 60% of the sides
+    assert BorderHoles(p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match='0.7'):
+        BorderHoles(max_fraction=0.7)
+    with pytest.raises(ValueError, match='border hole probability'):
+        BorderHoles(p=2.0)
 
 
 def test_planted_mask_moves_with_the_depth_but_is_not_scaled() -> None:

@@ -85,6 +85,12 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
     assert names[-2:] == ['PaintedDecals', 'CameraColour']
+    # Border bands come before planted holes, so moved hole shapes include them (as the
+    # real-frame protocol moves whole real hole patterns).
+    args = train.parse_args(['-c', SMOKE, '--border-holes', '0.5', '--planted-holes', '0.5'])
+    train_set, _ = train.build_datasets(args)
+    names = [type(t).__name__ for t in train_set.transform.transforms]
+    assert names.index('BorderHoles') + 1 == names.index('PlantedHoles')
 
 
 def test_learning_rate_schedule() -> None:

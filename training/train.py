@@ -41,8 +41,8 @@ import yaml
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss
-from .transforms import (BorderCrop, CameraColour, CenterCrop, Compose, PaintedDecals,
-                         PlantedHoles, Resize, SensorHoles, train_transform)
+from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop, Compose,
+                         PaintedDecals, PlantedHoles, Resize, SensorHoles, train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -70,6 +70,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--planted-holes', type=float, default=0.0,
                    help='probability of also hiding measured input pixels under the hole shape '
                    'of the same frame, moved (teaches continuation of surfaces; 0: off)')
+    p.add_argument('--border-holes', type=float, default=0.0,
+                   help='probability of blanking bands along the input border, as registration '
+                   'to a wider colour view leaves (before --planted-holes; 0: off)')
     p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
     p.add_argument('--sun-train-list', default=None, help='SUN RGB-D training frame list')
     p.add_argument('--sun-val-list', default=None, help='SUN RGB-D validation frame list')
@@ -161,6 +164,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.resize:
         pre.append(Resize(*args.resize))
     holes: List[Any] = [SensorHoles(args.extra_holes)] if args.extra_holes else []
+    if args.border_holes > 0:
+        holes.append(BorderHoles(args.border_holes))
     if args.planted_holes > 0:
         holes.append(PlantedHoles(args.planted_holes))
     colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []

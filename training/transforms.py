@@ -264,6 +264,55 @@ class SensorHoles:
         return out
 
 
+class BorderHoles:
+    """
+    Blank bands along the image border of the input depth, as registration to a wider colour view.
+
+    A depth camera registered to a colour camera with a wider field of view leaves invalid
+    bands along the frame border (Kinect v1 frames: about 40 px at the top and 30 px at the
+    sides of 640x480; Azure Kinect NFOV in a 16:9 colour frame: over 15% at the sides); the
+    stereo overlap of active stereo cameras leaves one on the left. Holes that touch the
+    border are otherwise mostly range dropouts in the simulator, whose answer is "far", and a
+    network that has only seen those pushes depth beside a registration band away. The target
+    keeps every value, so the band teaches extrapolation of the surfaces around it.
+
+    :param p: Probability of adding bands to a sample.
+    :param max_fraction: Widest band, as a fraction of the image side it cuts into.
+    :param side_p: Probability of a band on each of the four sides.
+    """
+
+    def __init__(self, p: float = 0.5, max_fraction: float = 0.12, side_p: float = 0.6) -> None:
+        self.p = _probability('border hole', p)
+        self.side_p = _probability('border hole side', side_p)
+        if not 0.0 < max_fraction < 0.5:
+            raise ValueError(f'border band fraction must be in (0, 0.5), got {max_fraction}')
+        self.max_fraction = max_fraction
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        depth = sample['depth']
+        h, w = depth.shape
+        rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+        band = np.zeros((h, w), bool)
+        # (distance from the side, position along it, side length, length along it)
+        sides = ((rows, cols, h, w), (h - 1 - rows, cols, h, w),
+                 (cols, rows, w, h), (w - 1 - cols, rows, w, h))
+        for distance, along, side, length in sides:
+            if rng.random() >= self.side_p:
+                continue
+            start, end = rng.uniform(0.02, self.max_fraction, 2) * side
+            # Slightly tilted (registration is not a pure shift) and ragged by a pixel.
+            width = start + (end - start) * np.arange(length) / max(length - 1, 1)
+            width = width + rng.integers(-1, 2, length)
+            band |= distance < width[along]
+        if not band.any():
+            return sample
+        out = dict(sample)
+        out['depth'] = np.where(band, np.float32(0), depth).astype(np.float32)
+        return out
+
+
 class PlantedHoles:
     """
     Hide measured input pixels under the frame's own hole shape, flipped and moved.
