@@ -270,8 +270,8 @@ class BorderHoles:
 
     A depth camera registered to a colour camera with a wider field of view leaves invalid
     bands along the frame border (Kinect v1 frames: about 40 px at the top and 30 px at the
-    sides of 640x480; Azure Kinect NFOV in a 16:9 colour frame: over 15% at the sides); the
-    stereo overlap of active stereo cameras leaves one on the left. Holes that touch the
+    sides of 640x480; Azure Kinect NFOV in a 16:9 colour frame: 10-16% of the width at each
+    side); the stereo overlap of active stereo cameras leaves one on the left. Holes that touch the
     border are otherwise mostly range dropouts in the simulator, whose answer is "far", and a
     network that has only seen those pushes depth beside a registration band away. The target
     keeps every value, so the band teaches extrapolation of the surfaces around it.
