@@ -32,9 +32,9 @@ def main() -> None:
     variants = {
         'pyramid': lambda: pyramid_fill(depth, mask),
         'local_pyramid': lambda: pyramid_fill(depth, mask, local=True),
-        'guided_multigrid': lambda: guided_multigrid_fill(depth, mask, gray),
-        # fill_iterations 20, what the shipped weights use (16x at most on coarser levels).
-        'guided_multigrid@20': lambda: guided_multigrid_fill(depth, mask, gray, 20, 320),
+        # fill_iterations 5 (weights up to stage 4) and 20 (the default since stage 5).
+        'guided_multigrid@5': lambda: guided_multigrid_fill(depth, mask, gray, 5),
+        'guided_multigrid@20': lambda: guided_multigrid_fill(depth, mask, gray, 20),
     }
     times = {name: [] for name in variants}
     with torch.inference_mode():

@@ -267,7 +267,7 @@ def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> N
 
 def test_border_holes_blank_bands_touching_the_border_only() -> None:
     depth = np.full((60, 80), 2.0, np.float32)
-    depth[20:30, 30:40] = 0  # an interior hole stays as it is
+    depth[20:30, 30:40] = 0  # an interior hole: bands must not start from it
     sample = {'rgb': np.zeros((60, 80, 3), np.uint8), 'depth': depth, 'gt': depth.copy()}
     blanked = []
     for seed in range(30):
@@ -283,7 +283,7 @@ def test_border_holes_blank_bands_touching_the_border_only() -> None:
             for y, x in zip(ys[::7], xs[::7]):
                 assert (hole[:y + 1, x].all() or hole[y:, x].all() or hole[y, :x + 1].all()
                         or hole[y, x:].all())
-            assert not new[20:30, 30:40].any() and not new[15:45, 25:55].any()  # bands <= 20%
+            assert not new[15:45, 25:55].any()  # bands <= 20% of a side (+1 px ragged)
         blanked.append(new.mean())
     assert 0.05 < np.mean(blanked) < 0.4  # bands on about 60% of the sides
     assert BorderHoles(p=0.0)(sample, np.random.default_rng(0)) is sample

@@ -162,7 +162,7 @@ def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
     hole = mask == 0
     holed = depth * mask
     inputs = [t.clone() for t in (holed, mask, gray)]
-    guided = guided_multigrid_fill(holed, mask, gray)
+    guided = guided_multigrid_fill(holed, mask, gray, 20)
     # The sweeps work in place on their own tensors, never on the inputs.
     assert all(torch.equal(a, b) for a, b in zip(inputs, (holed, mask, gray)))
     blind = pyramid_fill(depth * mask, mask, local=True)
@@ -176,7 +176,7 @@ def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
     sparse = (torch.rand(1, 1, 20, 30, generator=torch.Generator().manual_seed(0)) > 0.6)
     sparse = sparse.float()
     flat = torch.full_like(const, 0.5)
-    torch.testing.assert_close(guided_multigrid_fill(const * sparse, sparse, flat), const)
+    torch.testing.assert_close(guided_multigrid_fill(const * sparse, sparse, flat, 20), const)
     ramp = torch.linspace(1.0, 2.0, 40).expand(1, 1, 32, 40).contiguous()
     ramp_mask = torch.ones_like(ramp)
     ramp_mask[..., 8:24, 10:30] = 0
@@ -184,7 +184,7 @@ def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
                                       fine_iterations=40, max_iterations=400)
     assert (ramp_fill - ramp).abs().max() < 0.02
     empty = torch.zeros(1, 1, 9, 11)
-    assert torch.equal(guided_multigrid_fill(empty, empty, torch.rand(1, 1, 9, 11)), empty)
+    assert torch.equal(guided_multigrid_fill(empty, empty, torch.rand(1, 1, 9, 11), 20), empty)
 
 
 def test_guided_multigrid_initial_fill_in_the_network():
@@ -208,15 +208,14 @@ def test_guided_multigrid_initial_fill_in_the_network():
     pad = ((-30) % m, (-20) % m)
     norm = torch.nn.functional.pad(depth / config.max_depth_m, (0, pad[0], 0, pad[1]))
     gray = torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate')
-    expected = guided_multigrid_fill(norm, (norm > 0).float(), gray, config.fill_iterations,
-                                     16 * config.fill_iterations)
+    expected = guided_multigrid_fill(norm, (norm > 0).float(), gray, config.fill_iterations)
     torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
     # The sweep count is the config's: a quarter of the sweeps, the guided fill's own result.
     fewer_sweeps = build_s2ml(replace(config, fill_iterations=5)).eval()
     fewer_sweeps.load_state_dict(model.state_dict())
     with torch.no_grad():
         d0_5 = fewer_sweeps(rgb, depth)[-1]
-    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), gray, 5, 80)
+    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), gray, 5)
     torch.testing.assert_close(d0_5, expected_5[..., :20, :30] * config.max_depth_m)
     assert config.fill_iterations == 20 and not torch.allclose(d0_5, d0)
 

@@ -110,7 +110,7 @@ def colour_affinities(gray: torch.Tensor, pixels: torch.Tensor, neighbours: torc
 
 
 def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.Tensor,
-                          fine_iterations: int = 5, max_iterations: int = 80,
+                          fine_iterations: int, max_iterations: Optional[int] = None,
                           coarsest_side: int = 8) -> torch.Tensor:
     """
     Fill holes with a fast approximation of Levin et al.'s colorization fill (no parameters).
@@ -129,11 +129,13 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     :param depth: Depth [B, 1, H, W] (any unit), 0 in holes.
     :param mask: Validity [B, 1, H, W], 1 = measured, 0 = hole.
     :param gray: Grey level [B, 1, H, W] in [0, 1], registered to the depth.
-    :param fine_iterations: Jacobi sweeps at full resolution.
-    :param max_iterations: Most sweeps at any level.
+    :param fine_iterations: Jacobi sweeps at full resolution (``S2MLConfig.fill_iterations``).
+    :param max_iterations: Most sweeps at any level (None: 16 x ``fine_iterations``).
     :param coarsest_side: The pyramid stops when its shorter side is at most this.
     :return: Filled depth [B, 1, H, W]; 0 only where an image has no valid pixel at all.
     """
+    if max_iterations is None:
+        max_iterations = 16 * fine_iterations
     levels = [(depth * mask, mask, gray)]
     while min(levels[-1][1].shape[-2:]) > coarsest_side:
         d, m, g = levels[-1]
@@ -171,7 +173,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
-                 fill_iterations: int = 20) -> torch.Tensor:
+                 fill_iterations: int) -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
@@ -180,14 +182,14 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
     :param rgb: Colour [B, 3, H, W] in [0, 1], registered to the depth (read only by
         'guided_multigrid').
     :param kind: 'guided_multigrid', 'local_pyramid', 'pyramid' or 'zeros' (holes stay 0).
-    :param fill_iterations: Full-resolution sweeps of 'guided_multigrid' (16x at most at a
-        coarser level).
+    :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'
+        (``S2MLConfig.fill_iterations``).
     :return: D_0 [B, 1, H, W].
     """
     if kind == 'guided_multigrid':
         luma = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
         gray = (rgb.clamp(0.0, 1.0) * luma).sum(1, keepdim=True)
-        return guided_multigrid_fill(depth, mask, gray, fill_iterations, 16 * fill_iterations)
+        return guided_multigrid_fill(depth, mask, gray, fill_iterations)
     if kind == 'zeros':
         return depth * mask
     return pyramid_fill(depth, mask, local=kind == 'local_pyramid')
