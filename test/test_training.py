@@ -66,6 +66,14 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
     with pytest.raises(SystemExit, match='do not fit'):
         train.main(common + ['--output-dir', str(tmp_path / 'c'), '--variant', 'tiny',
                              '--init-from', str(start)])
+    # A full-resolution refinement may be added to trained weights, not taken away.
+    train.main(common + ['--output-dir', str(tmp_path / 'd'), '--init-from', str(start),
+                         '--refine-channels', '4'])
+    refined, info = load_checkpoint(tmp_path / 'd' / 'best.safetensors')
+    assert info.config.refine_channels == 4 and refined.refine is not None
+    with pytest.raises(SystemExit, match='do not fit'):
+        train.main(common + ['--output-dir', str(tmp_path / 'e'), '--init-from',
+                             str(tmp_path / 'd' / 'best.safetensors'), '--refine-channels', '0'])
 
 
 def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:

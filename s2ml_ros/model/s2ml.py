@@ -40,6 +40,45 @@ class FusionPair(nn.Module):
                                   nn.Conv2d(c, r * r, 3, padding=1), nn.PixelShuffle(r))
 
 
+class FullResolutionRefinement(nn.Module):
+    """
+    Full-resolution residual correction of the last stage (``S2MLConfig.refine_channels``).
+
+    Four 3x3 convolutions with dilations 1, 2, 4, 1 (a 17-pixel receptive field) over the
+    last stage's depth, D_0, the validity mask and the normalised colour, all at input
+    resolution. The last convolution starts at zero, so adding the module to trained weights
+    leaves their output unchanged until it is trained.
+
+    :param channels: Hidden width.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        layers: List[nn.Module] = []
+        width_in = 6  # depth, D_0, mask, RGB
+        for dilation in (1, 2, 4):
+            layers += [nn.Conv2d(width_in, channels, 3, padding=dilation, dilation=dilation),
+                       nn.LeakyReLU(0.1)]
+            width_in = channels
+        out = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.body = nn.Sequential(*layers, out)
+
+    def forward(self, depth: torch.Tensor, initial: torch.Tensor, mask: torch.Tensor,
+                rgb: torch.Tensor) -> torch.Tensor:
+        """
+        Add the full-resolution correction.
+
+        :param depth: Last stage's normalised depth [B, 1, H, W].
+        :param initial: Normalised D_0 [B, 1, H, W].
+        :param mask: Validity [B, 1, H, W].
+        :param rgb: Normalised colour [B, 3, H, W].
+        :return: Corrected normalised depth [B, 1, H, W].
+        """
+        return depth + self.body(torch.cat([depth, initial, mask, rgb], dim=1))
+
+
 class S2ML(nn.Module):
     """
     S2ML depth completion network.
@@ -63,6 +102,8 @@ class S2ML(nn.Module):
                                         nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
         self.pairs = nn.ModuleList([FusionPair(config, update_rgb=k < config.num_pairs - 1)
                                     for k in range(config.num_pairs)])
+        self.refine = FullResolutionRefinement(config.refine_channels) \
+            if config.refine_channels else None
         self.register_buffer('rgb_mean', torch.tensor(_RGB_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
@@ -74,7 +115,8 @@ class S2ML(nn.Module):
 
         :param rgb: Colour [B, 3, H, W] in [0, 1].
         :param depth: Raw depth [B, 1, H, W] in meters; 0, negative or non-finite = missing.
-        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last.
+        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last (the
+            final one after the full-resolution refinement, if the config has one).
         """
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f'rgb must be [B, 3, H, W], got {tuple(rgb.shape)}')
@@ -103,12 +145,14 @@ class S2ML(nn.Module):
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
         current = depth_n  # D_0
         outputs = []
-        for pair in self.pairs:
+        for k, pair in enumerate(self.pairs):
             spectral = pair.spectral(rgb_feat, depth_feat)
             depth_feat = pair.spatial(depth_feat, spectral, rgb_feat)
             current = current + pair.head(depth_feat)
             if pair.rgb_update is not None:
                 rgb_feat = pair.rgb_update(rgb_feat)
+            if self.refine is not None and k == len(self.pairs) - 1:
+                current = self.refine(current, depth_n, mask, rgb_n)
             out = current[..., :h, :w] * self.config.max_depth_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs
