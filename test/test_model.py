@@ -353,10 +353,10 @@ def test_refinement_starts_as_identity_and_learns_full_resolution_detail():
     assert len(after) == len(before) == config.num_pairs
     for a, b in zip(after, before):
         torch.testing.assert_close(a, b)
-    # A per-pixel pattern (half the red channel), finer than the cascade's downscale x
+    # A per-pixel pattern (depth scaled by up to 1.5 with the red channel), finer than the cascade's downscale x
     # downscale residual cells: training only the refinement brings the output closer to it
     # (eval mode: no stochastic depth in the cascade, so only the refinement changes).
-    target = before[-1] + 0.5 * rgb[:, :1]
+    target = before[-1] * (1 + 0.5 * rgb[:, :1])
     optimiser = torch.optim.Adam(refined.refine.parameters(), lr=0.003)
     losses = []
     for _ in range(20):

@@ -42,20 +42,28 @@ class FusionPair(nn.Module):
 
 class FullResolutionRefinement(nn.Module):
     """
-    Full-resolution residual correction of the last stage (``S2MLConfig.refine_channels``).
+    Full-resolution correction of the last stage (``S2MLConfig.refine_channels``).
 
-    Four 3x3 convolutions with dilations 1, 2, 4, 1 (a 17-pixel receptive field) over the
-    last stage's depth, D_0, the validity mask and the normalised colour, all at input
-    resolution. The last convolution starts at zero, so adding the module to trained weights
-    leaves their output unchanged until it is trained.
+    Four 3x3 convolutions with dilations 1, 2, 4, 1 (a 17-pixel receptive field) at input
+    resolution see the last stage's log depth, D_0's log ratio to it, the validity mask and the
+    normalised colour, and scale the depth by exp(r), |r| < 2. Working in log depth makes a
+    depth edge the same input at 1 m and at 5 m, and keeps the depth inputs on the colour's
+    scale; normalised depth itself (0.05-0.5) was too small a signal for the module to learn
+    from in a first training run. The last convolution starts at zero, so adding the module to
+    trained weights leaves their output unchanged until it is trained.
 
     :param channels: Hidden width.
     """
 
+    # Bound of the log correction (a factor of e^2 = 7.4 either way) and the depth floor of the
+    # logarithm (normalised units: 1 cm at the default d_max of 10 m).
+    LOG_BOUND = 2.0
+    FLOOR = 1e-3
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         layers: List[nn.Module] = []
-        width_in = 6  # depth, D_0, mask, RGB
+        width_in = 6  # log depth, log D_0 ratio, mask, RGB
         for dilation in (1, 2, 4):
             layers += [nn.Conv2d(width_in, channels, 3, padding=dilation, dilation=dilation),
                        nn.LeakyReLU(0.1)]
@@ -68,7 +76,7 @@ class FullResolutionRefinement(nn.Module):
     def forward(self, depth: torch.Tensor, initial: torch.Tensor, mask: torch.Tensor,
                 rgb: torch.Tensor) -> torch.Tensor:
         """
-        Add the full-resolution correction.
+        Apply the full-resolution correction.
 
         :param depth: Last stage's normalised depth [B, 1, H, W].
         :param initial: Normalised D_0 [B, 1, H, W].
@@ -76,7 +84,13 @@ class FullResolutionRefinement(nn.Module):
         :param rgb: Normalised colour [B, 3, H, W].
         :return: Corrected normalised depth [B, 1, H, W].
         """
-        return depth + self.body(torch.cat([depth, initial, mask, rgb], dim=1))
+        floored = depth.clamp_min(self.FLOOR)
+        log_depth = floored.log()
+        log_ratio = initial.clamp_min(self.FLOOR).log() - log_depth
+        raw = self.body(torch.cat([log_depth, log_ratio, mask, rgb], dim=1))
+        log_scale = self.LOG_BOUND * torch.tanh(raw / self.LOG_BOUND)
+        # depth + floored * (e^r - 1) is exactly ``depth`` at r = 0, even below the floor.
+        return depth + floored * torch.expm1(log_scale)
 
 
 class S2ML(nn.Module):
