@@ -58,6 +58,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="override the variant's full-resolution refinement width (0 = none); "
                         'with --init-from, a checkpoint without one gets a new refinement '
                         'that starts as the identity')
+    p.add_argument('--train-only-refinement', action='store_true',
+                   help='freeze the cascade and train only the full-resolution refinement '
+                        '(cheaper steps; for adding a refinement to trained weights)')
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -152,6 +155,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             parser.error(f'{args.config}: unknown options {unknown}')
         parser.set_defaults(**{k.replace('-', '_'): v for k, v in cfg.items()})
     args = parser.parse_args(argv)
+    if args.train_only_refinement and not args.refine_channels:
+        parser.error('--train-only-refinement trains the full-resolution refinement; give it '
+                     '--refine-channels N > 0')
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
@@ -342,12 +348,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             raise SystemExit(f'cannot resume: training state {sp} does not exist')
         state = torch.load(sp, map_location='cpu', weights_only=True)
         start_epoch, step, best = state['next_epoch'], state['step'], state['best']
+    if args.train_only_refinement:
+        # Frozen parameters are left out of autograd, so the cascade runs without a graph.
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith('refine.'))
     model.to(info.device)
     ddp_model = DistributedDataParallel(
         model, device_ids=[info.local_rank] if info.device.type == 'cuda' else None) \
         if info.distributed else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
-                                  weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     autocast, scaler = _autocast(info, args.amp)
     if state is not None:
         optimizer.load_state_dict(state['optimizer'])
