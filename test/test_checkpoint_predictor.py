@@ -132,7 +132,6 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     assert config['initial_fill'] == 'guided_multigrid'  # today's default is recorded
     del config['initial_fill']
     del config['fill_iterations']
-    del config['refine_channels']
     metadata['config'] = json.dumps(config)
     old = tmp_path / 'old.safetensors'
     save_file(tensors, str(old), metadata=metadata)
@@ -144,7 +143,6 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     save_file(tensors, str(old), metadata=metadata)
     _, info = load_checkpoint(old)
     assert info.config.fill_iterations == 5
-    assert info.config.refine_channels == 0  # and no full-resolution refinement
 
 
 def test_invalid_config_metadata_is_reported(tiny_checkpoint, tmp_path):

@@ -66,26 +66,6 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
     with pytest.raises(SystemExit, match='do not fit'):
         train.main(common + ['--output-dir', str(tmp_path / 'c'), '--variant', 'tiny',
                              '--init-from', str(start)])
-    # A full-resolution refinement may be added to trained weights, not taken away; trained
-    # alone, it leaves every cascade weight as it was.
-    train.main(common + ['--output-dir', str(tmp_path / 'd'), '--init-from', str(start),
-                         '--refine-channels', '4', '--train-only-refinement', '--lr', '0.01'])
-    refined, info = load_checkpoint(tmp_path / 'd' / 'best.safetensors')
-    assert info.config.refine_channels == 4 and refined.refine is not None
-    start_weights = load_checkpoint(start)[0].state_dict()
-    for name, value in refined.state_dict().items():
-        if name.startswith('refine.'):
-            continue
-        assert torch.equal(value, start_weights[name]), name
-    assert refined.refine.body[-1].weight.abs().sum() > 0
-    with pytest.raises(SystemExit, match='do not fit'):
-        train.main(common + ['--output-dir', str(tmp_path / 'e'), '--init-from',
-                             str(tmp_path / 'd' / 'best.safetensors'), '--refine-channels', '0'])
-
-
-def test_training_only_a_refinement_needs_one() -> None:
-    with pytest.raises(SystemExit):
-        train.parse_args(['-c', SMOKE, '--train-only-refinement'])
 
 
 def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:

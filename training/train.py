@@ -54,13 +54,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="override the variant's initial depth D_0 (parameter-free)")
     p.add_argument('--fill-iterations', type=int, default=None,
                    help="override the guided multigrid fill's full-resolution sweeps")
-    p.add_argument('--refine-channels', type=int, default=None,
-                   help="override the variant's full-resolution refinement width (0 = none); "
-                        'with --init-from, a checkpoint without one gets a new refinement '
-                        'that starts as the identity')
-    p.add_argument('--train-only-refinement', action='store_true',
-                   help='freeze the cascade and train only the full-resolution refinement '
-                        '(cheaper steps; for adding a refinement to trained weights)')
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -155,9 +148,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             parser.error(f'{args.config}: unknown options {unknown}')
         parser.set_defaults(**{k.replace('-', '_'): v for k, v in cfg.items()})
     args = parser.parse_args(argv)
-    if args.train_only_refinement and not args.refine_channels:
-        parser.error('--train-only-refinement trains the full-resolution refinement; give it '
-                     '--refine-channels N > 0')
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
@@ -316,26 +306,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         config = dataclasses.replace(config, initial_fill=args.initial_fill)
     if args.fill_iterations is not None:
         config = dataclasses.replace(config, fill_iterations=args.fill_iterations)
-    if args.refine_channels is not None:
-        config = dataclasses.replace(config, refine_channels=args.refine_channels)
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None
     init_sha256 = None
     if args.init_from:
         loaded, ck_info = load_checkpoint(args.init_from)
-        # Parameter-free settings (the initial fill) may differ; the weights must not, except
-        # that a refinement may be added (it starts as the identity).
-        adds_refinement = ck_info.config.refine_channels == 0 < config.refine_channels
-        theirs = _learned_fields(dataclasses.replace(
-            ck_info.config, refine_channels=config.refine_channels)
-            if adds_refinement else ck_info.config)
-        if theirs != _learned_fields(config):
+        # Parameter-free settings (the initial fill) may differ; the weights must not.
+        if _learned_fields(ck_info.config) != _learned_fields(config):
             raise SystemExit(f'{args.init_from} holds variant {ck_info.variant} '
                              f'({ck_info.config}), whose weights do not fit {config}')
-        missing, _ = model.load_state_dict(loaded.state_dict(), strict=not adds_refinement)
-        if any(not key.startswith('refine.') for key in missing):
-            raise SystemExit(f'{args.init_from} lacks weights {missing}')
+        model.load_state_dict(loaded.state_dict())
         init_sha256 = ck_info.sha256
     resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
     if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
@@ -348,16 +329,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             raise SystemExit(f'cannot resume: training state {sp} does not exist')
         state = torch.load(sp, map_location='cpu', weights_only=True)
         start_epoch, step, best = state['next_epoch'], state['step'], state['best']
-    if args.train_only_refinement:
-        # Frozen parameters are left out of autograd, so the cascade runs without a graph.
-        for name, param in model.named_parameters():
-            param.requires_grad_(name.startswith('refine.'))
     model.to(info.device)
     ddp_model = DistributedDataParallel(
         model, device_ids=[info.local_rank] if info.device.type == 'cuda' else None) \
         if info.distributed else model
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
+                                  weight_decay=args.weight_decay)
     autocast, scaler = _autocast(info, args.amp)
     if state is not None:
         optimizer.load_state_dict(state['optimizer'])

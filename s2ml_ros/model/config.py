@@ -41,11 +41,6 @@ class S2MLConfig:
         (doubled per coarser level, at most 16x); more sweeps come closer to the exact
         colorization solve at proportionally more cost (simulated test set, fill alone: hole
         RMSE 0.150 m with 5, 0.135 with 20, 0.128 exact). Parameter-free like the fill itself.
-    :param refine_channels: Width of the full-resolution refinement that corrects the last
-        stage from full-resolution colour, D_0 and the validity mask (0 = none). The cascade
-        runs at 1/downscale and its heads upsample by PixelShuffle, so without it the residual
-        cannot follow edges finer than a downscale x downscale cell: projector shadows and
-        registration gaps beside occluding edges are a few pixels wide.
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -60,7 +55,6 @@ class S2MLConfig:
     amplitude_log_bound: float = 5.0
     initial_fill: str = 'guided_multigrid'
     fill_iterations: int = 20
-    refine_channels: int = 0
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
@@ -70,10 +64,6 @@ class S2MLConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f'{name} must be an integer >= 1, got {value!r}')
-        if not isinstance(self.refine_channels, int) or isinstance(self.refine_channels, bool) \
-                or self.refine_channels < 0:
-            raise ConfigError(f'refine_channels must be an integer >= 0 (0 = no refinement), '
-                              f'got {self.refine_channels!r}')
         if self.embed_dim % 2:
             raise ConfigError(
                 f'embed_dim must be even (split into conv and transformer halves), '

@@ -40,59 +40,6 @@ class FusionPair(nn.Module):
                                   nn.Conv2d(c, r * r, 3, padding=1), nn.PixelShuffle(r))
 
 
-class FullResolutionRefinement(nn.Module):
-    """
-    Full-resolution correction of the last stage (``S2MLConfig.refine_channels``).
-
-    Four 3x3 convolutions with dilations 1, 2, 4, 1 (a 17-pixel receptive field) at input
-    resolution see the last stage's log depth, D_0's log ratio to it, the validity mask and the
-    normalised colour, and scale the depth by exp(r), |r| < 2. Working in log depth makes a
-    depth edge the same input at 1 m and at 5 m, and keeps the depth inputs on the colour's
-    scale; normalised depth itself (0.05-0.5) was too small a signal for the module to learn
-    from in a first training run. The last convolution starts at zero, so adding the module to
-    trained weights leaves their output unchanged until it is trained.
-
-    :param channels: Hidden width.
-    """
-
-    # Bound of the log correction (a factor of e^2 = 7.4 either way) and the depth floor of the
-    # logarithm (normalised units: 1 cm at the default d_max of 10 m).
-    LOG_BOUND = 2.0
-    FLOOR = 1e-3
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        layers: List[nn.Module] = []
-        width_in = 6  # log depth, log D_0 ratio, mask, RGB
-        for dilation in (1, 2, 4):
-            layers += [nn.Conv2d(width_in, channels, 3, padding=dilation, dilation=dilation),
-                       nn.LeakyReLU(0.1)]
-            width_in = channels
-        out = nn.Conv2d(channels, 1, 3, padding=1)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-        self.body = nn.Sequential(*layers, out)
-
-    def forward(self, depth: torch.Tensor, initial: torch.Tensor, mask: torch.Tensor,
-                rgb: torch.Tensor) -> torch.Tensor:
-        """
-        Apply the full-resolution correction.
-
-        :param depth: Last stage's normalised depth [B, 1, H, W].
-        :param initial: Normalised D_0 [B, 1, H, W].
-        :param mask: Validity [B, 1, H, W].
-        :param rgb: Normalised colour [B, 3, H, W].
-        :return: Corrected normalised depth [B, 1, H, W].
-        """
-        floored = depth.clamp_min(self.FLOOR)
-        log_depth = floored.log()
-        log_ratio = initial.clamp_min(self.FLOOR).log() - log_depth
-        raw = self.body(torch.cat([log_depth, log_ratio, mask, rgb], dim=1))
-        log_scale = self.LOG_BOUND * torch.tanh(raw / self.LOG_BOUND)
-        # depth + floored * (e^r - 1) is exactly ``depth`` at r = 0, even below the floor.
-        return depth + floored * torch.expm1(log_scale)
-
-
 class S2ML(nn.Module):
     """
     S2ML depth completion network.
@@ -116,8 +63,6 @@ class S2ML(nn.Module):
                                         nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
         self.pairs = nn.ModuleList([FusionPair(config, update_rgb=k < config.num_pairs - 1)
                                     for k in range(config.num_pairs)])
-        self.refine = FullResolutionRefinement(config.refine_channels) \
-            if config.refine_channels else None
         self.register_buffer('rgb_mean', torch.tensor(_RGB_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
@@ -129,8 +74,7 @@ class S2ML(nn.Module):
 
         :param rgb: Colour [B, 3, H, W] in [0, 1].
         :param depth: Raw depth [B, 1, H, W] in meters; 0, negative or non-finite = missing.
-        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last (the
-            final one after the full-resolution refinement, if the config has one).
+        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last.
         """
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f'rgb must be [B, 3, H, W], got {tuple(rgb.shape)}')
@@ -159,14 +103,12 @@ class S2ML(nn.Module):
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
         current = depth_n  # D_0
         outputs = []
-        for k, pair in enumerate(self.pairs):
+        for pair in self.pairs:
             spectral = pair.spectral(rgb_feat, depth_feat)
             depth_feat = pair.spatial(depth_feat, spectral, rgb_feat)
             current = current + pair.head(depth_feat)
             if pair.rgb_update is not None:
                 rgb_feat = pair.rgb_update(rgb_feat)
-            if self.refine is not None and k == len(self.pairs) - 1:
-                current = self.refine(current, depth_n, mask, rgb_n)
             out = current[..., :h, :w] * self.config.max_depth_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs
