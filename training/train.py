@@ -54,6 +54,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="override the variant's initial depth D_0 (parameter-free)")
     p.add_argument('--fill-iterations', type=int, default=None,
                    help="override the guided multigrid fill's full-resolution sweeps")
+    p.add_argument('--num-pairs', type=int, default=None,
+                   help="override the variant's number of fusion pairs K; with --init-from, a "
+                        'checkpoint with fewer pairs grows new ones that start as the identity')
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -133,6 +136,25 @@ def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
     free = ('initial_fill', 'fill_iterations', 'variant')
     return {k: v for k, v in config.to_dict().items() if k not in free}
+
+
+def _grow_cascade(model: S2ML, trained: S2ML) -> None:
+    """
+    Load a trained cascade into a longer one whose extra pairs start as the identity.
+
+    Every tensor of ``trained`` is copied; the extra pairs' depth heads are zeroed, so each new
+    stage returns its predecessor's depth until trained. The RGB update the formerly last pair
+    gains only feeds the new pairs, so the trained stages' outputs are unchanged.
+    """
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    old = trained.config.num_pairs
+    new_prefixes = tuple(f'pairs.{k}.' for k in range(old, model.config.num_pairs)) \
+        + (f'pairs.{old - 1}.rgb_update.',)
+    if unexpected or any(not key.startswith(new_prefixes) for key in missing):
+        raise SystemExit(f'cannot grow the cascade: unexpected {unexpected}, missing {missing}')
+    for pair in list(model.pairs)[old:]:
+        torch.nn.init.zeros_(pair.head[2].weight)
+        torch.nn.init.zeros_(pair.head[2].bias)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -306,17 +328,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         config = dataclasses.replace(config, initial_fill=args.initial_fill)
     if args.fill_iterations is not None:
         config = dataclasses.replace(config, fill_iterations=args.fill_iterations)
+    if args.num_pairs is not None:
+        config = dataclasses.replace(config, num_pairs=args.num_pairs)
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None
     init_sha256 = None
     if args.init_from:
         loaded, ck_info = load_checkpoint(args.init_from)
-        # Parameter-free settings (the initial fill) may differ; the weights must not.
-        if _learned_fields(ck_info.config) != _learned_fields(config):
+        # Parameter-free settings (the initial fill) may differ; the weights must not, except
+        # that the cascade may grow by new pairs.
+        grown = ck_info.config.num_pairs < config.num_pairs
+        theirs = dataclasses.replace(ck_info.config, num_pairs=config.num_pairs)
+        if _learned_fields(theirs if grown else ck_info.config) != _learned_fields(config):
             raise SystemExit(f'{args.init_from} holds variant {ck_info.variant} '
                              f'({ck_info.config}), whose weights do not fit {config}')
-        model.load_state_dict(loaded.state_dict())
+        if grown:
+            _grow_cascade(model, loaded)
+        else:
+            model.load_state_dict(loaded.state_dict())
         init_sha256 = ck_info.sha256
     resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
     if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
