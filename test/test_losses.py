@@ -86,3 +86,35 @@ def test_planted_weight_adds_to_the_hole_weight_on_hidden_measured_pixels() -> N
         loss([pred], gt, raw_depth=raw, planted=planted[..., :1])
     with pytest.raises(ValueError, match='planted_weight must be >= 0'):
         JointLoss(planted_weight=-0.5)
+
+
+def test_berhu_equals_l1_for_small_errors_and_is_quadratic_beyond() -> None:
+    gt = torch.full((1, 1, 1, 5), 2.0)
+    pred = gt + torch.tensor([0.0, 0.1, 0.2, 0.5, 1.0]).view(1, 1, 1, 5)
+    l1 = JointLoss(freq_weight=0.0)
+    berhu = JointLoss(freq_weight=0.0, pixel_loss='berhu')
+    # c = 0.2 x the largest error = 0.2: errors 0, 0.1 and 0.2 count as in L1, 0.5 as
+    # (0.25 + 0.04) / 0.4 and 1.0 as (1 + 0.04) / 0.4.
+    expected = (0.0 + 0.1 + 0.2 + 0.29 / 0.4 + 1.04 / 0.4) / 5
+    assert berhu([pred], gt)[0].item() == pytest.approx(expected, rel=1e-5)
+    assert l1([pred], gt)[0].item() == pytest.approx(1.8 / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="pixel_loss must be one of .*'berhu'.*got 'l3'"):
+        JointLoss(pixel_loss='l3')
+
+
+def test_berhu_moves_an_ambiguous_fill_from_the_median_towards_the_mean() -> None:
+    # One hole, four equally likely truths: 1 m three times, 3 m once. L1 settles on the
+    # median (1 m; RMSE 1.0 m), the mean (1.5 m) has the lowest RMSE (0.87 m).
+    gt = torch.tensor([1.0, 1.0, 1.0, 3.0]).view(4, 1, 1, 1)
+    fills = {}
+    for kind in ('l1', 'berhu'):
+        fill = torch.tensor(1.2, requires_grad=True)
+        criterion = JointLoss(freq_weight=0.0, pixel_loss=kind)
+        optimiser = torch.optim.SGD([fill], lr=0.05)
+        for _ in range(300):
+            optimiser.zero_grad()
+            criterion([fill.expand(4, 1, 1, 1)], gt)[0].backward()
+            optimiser.step()
+        fills[kind] = fill.item()
+    assert abs(fills['l1'] - 1.0) < 0.06
+    assert fills['berhu'] > 1.3

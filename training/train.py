@@ -40,7 +40,7 @@ import yaml
 
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
-from .losses import JointLoss
+from .losses import JointLoss, PIXEL_LOSSES
 from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop, Compose,
                          PaintedDecals, PlantedHoles, Resize, SensorHoles, train_transform)
 
@@ -55,8 +55,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--fill-iterations', type=int, default=None,
                    help="override the guided multigrid fill's full-resolution sweeps")
     p.add_argument('--num-pairs', type=int, default=None,
-                   help="override the variant's number of fusion pairs K; with --init-from, a "
-                        'checkpoint with fewer pairs grows new ones that start as the identity')
+                   help="override the variant's number of fusion pairs K")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
                    help='training data source')
     p.add_argument('--data-path', default=None,
@@ -111,6 +110,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--warmup-epochs', type=float, default=3.0, help='linear warm-up length')
     p.add_argument('--grad-clip', type=float, default=1.0, help='gradient norm clip (0: off)')
     p.add_argument('--freq-weight', type=float, default=0.1, help='frequency loss weight')
+    p.add_argument('--pixel-loss', default='l1', choices=list(PIXEL_LOSSES),
+                   help="per-pixel term of the joint loss: 'l1' (the paper's) or 'berhu' "
+                        '(L2 beyond 0.2 x the largest error: lower RMSE in ambiguous holes)')
     p.add_argument('--hole-weight', type=float, default=0.0,
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--planted-weight', type=float, default=0.0,
@@ -136,25 +138,6 @@ def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
     free = ('initial_fill', 'fill_iterations', 'variant')
     return {k: v for k, v in config.to_dict().items() if k not in free}
-
-
-def _grow_cascade(model: S2ML, trained: S2ML) -> None:
-    """
-    Load a trained cascade into a longer one whose extra pairs start as the identity.
-
-    Every tensor of ``trained`` is copied; the extra pairs' depth heads are zeroed, so each new
-    stage returns its predecessor's depth until trained. The RGB update the formerly last pair
-    gains only feeds the new pairs, so the trained stages' outputs are unchanged.
-    """
-    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
-    old = trained.config.num_pairs
-    new_prefixes = tuple(f'pairs.{k}.' for k in range(old, model.config.num_pairs)) \
-        + (f'pairs.{old - 1}.rgb_update.',)
-    if unexpected or any(not key.startswith(new_prefixes) for key in missing):
-        raise SystemExit(f'cannot grow the cascade: unexpected {unexpected}, missing {missing}')
-    for pair in list(model.pairs)[old:]:
-        torch.nn.init.zeros_(pair.head[2].weight)
-        torch.nn.init.zeros_(pair.head[2].bias)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -336,17 +319,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     init_sha256 = None
     if args.init_from:
         loaded, ck_info = load_checkpoint(args.init_from)
-        # Parameter-free settings (the initial fill) may differ; the weights must not, except
-        # that the cascade may grow by new pairs.
-        grown = ck_info.config.num_pairs < config.num_pairs
-        theirs = dataclasses.replace(ck_info.config, num_pairs=config.num_pairs)
-        if _learned_fields(theirs if grown else ck_info.config) != _learned_fields(config):
+        # Parameter-free settings (the initial fill) may differ; the weights must not.
+        if _learned_fields(ck_info.config) != _learned_fields(config):
             raise SystemExit(f'{args.init_from} holds variant {ck_info.variant} '
                              f'({ck_info.config}), whose weights do not fit {config}')
-        if grown:
-            _grow_cascade(model, loaded)
-        else:
-            model.load_state_dict(loaded.state_dict())
+        model.load_state_dict(loaded.state_dict())
         init_sha256 = ck_info.sha256
     resume = out_dir / 'last.safetensors' if args.resume == 'auto' else args.resume
     if resume is not None and (args.resume != 'auto' or Path(resume).is_file()):
@@ -371,7 +348,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
-                          hole_weight=args.hole_weight, planted_weight=args.planted_weight)
+                          hole_weight=args.hole_weight, planted_weight=args.planted_weight,
+                          pixel_loss=args.pixel_loss)
     steps_per_epoch = max(1, len(train_loader))
     total = args.epochs * steps_per_epoch
     if args.max_steps:
