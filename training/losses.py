@@ -82,7 +82,8 @@ class JointLoss(nn.Module):
             when ``hole_weight`` > 0.
         :param planted: [B, 1, H, W], 1 on pixels hidden by PlantedHoles, else 0; weighted
             when ``planted_weight`` > 0 (None = no such pixels).
-        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}).
+        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}; with berHu the
+            'l1' parts hold the berHu term).
         """
         if isinstance(preds, torch.Tensor):
             preds = [preds]
