@@ -58,7 +58,7 @@ DEGRADATIONS = ('none', 'noise10', 'noise25', 'noise50', 'blur1', 'blur2', 'blur
 def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Generator
             ) -> Tuple[np.ndarray, np.ndarray]:
     """
-    Corrupt the inputs for the robustness tests (research notes 5.2; the paper's levels unknown).
+    Corrupt the inputs for the robustness tests (levels chosen here; the paper's are unknown).
 
     :param rgb: Colour, uint8 [H, W, 3].
     :param depth: Raw depth, float32 [H, W] meters, 0 = hole.

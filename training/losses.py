@@ -5,8 +5,9 @@ L = sum_k w_k * L1_valid(D_k, G) + lambda_f * sum_k w_k * L_freq(D_k, G), with w
 last stage and 0.5 for earlier ones and lambda_f = 0.1. L1_valid is the mean absolute error over
 pixels whose ground truth is valid (> 1e-4 m); L_freq is the mean L1 distance between the
 real and imaginary parts of rfft2(D * v) and rfft2(G * v) (orthonormal FFT, v = ground-truth
-validity), the multi-output L1 + 0.1 FFT-L1 recipe of MIMO-UNet (Cho et al., ICCV 2021), as
-the team's S2ML research notes (section 3.1) specify. Depths are in meters. Pure torch.
+validity), the multi-output L1 + 0.1 FFT-L1 recipe of MIMO-UNet (Cho et al., ICCV 2021), which
+this reconstruction of the paper's joint loss follows. ``pixel_loss='berhu'`` swaps the L1 term
+for the reverse Huber loss. Depths are in meters. Pure torch.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple

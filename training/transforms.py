@@ -309,7 +309,7 @@ class BorderHoles:
         if not band.any():
             return sample
         out = dict(sample)
-        out['depth'] = np.where(band, np.float32(0), depth).astype(np.float32)
+        out['depth'] = np.where(band, np.float32(0), depth).astype(np.float32, copy=False)
         return out
 
 
