@@ -187,6 +187,29 @@ def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
     assert torch.equal(guided_multigrid_fill(empty, empty, torch.rand(1, 1, 9, 11), 20), empty)
 
 
+def test_guided_multigrid_fill_is_not_pulled_by_stray_pixels_in_a_large_hole():
+    # A table at 0.8 m with a wide invalid band on the left, as a stereo camera's depth has,
+    # and two stray 6.4 m returns inside the band. Held as known coarse cells they dragged the
+    # fill of the whole band far; the fill must stay with the table and keep the strays.
+    depth = torch.full((1, 1, 96, 128), 0.8)
+    mask = torch.ones_like(depth)
+    mask[..., :, :40] = 0
+    mask[..., 70:72, 0] = 1
+    depth[..., 70:72, 0] = 6.4
+    gray = torch.full_like(depth, 0.5)
+    filled = guided_multigrid_fill(depth * mask, mask, gray, 20)
+    band = mask == 0
+    assert (filled[band] - 0.8).abs().mean() < 0.05
+    band[..., 58:84, :12] = False  # the strays' own neighbourhood
+    assert (filled[band] - 0.8).abs().max() < 0.01
+    assert torch.equal(filled[mask > 0], (depth * mask)[mask > 0])
+    # Sparse input (every measured pixel isolated) still fills from all of them.
+    sparse = torch.zeros_like(depth)
+    sparse[..., ::6, ::6] = 1
+    table = torch.full_like(depth, 0.8)
+    torch.testing.assert_close(guided_multigrid_fill(table * sparse, sparse, gray, 20), table)
+
+
 def test_guided_multigrid_initial_fill_in_the_network():
     config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
     model = build_s2ml(config).eval()

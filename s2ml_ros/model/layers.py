@@ -109,6 +109,27 @@ def colour_affinities(gray: torch.Tensor, pixels: torch.Tensor, neighbours: torc
     return weights / weights.sum(1, keepdim=True)
 
 
+def _fill_support(mask: torch.Tensor) -> torch.Tensor:
+    """
+    Select the measured pixels that the coarse levels of :func:`guided_multigrid_fill` see.
+
+    They are those with at least two measured neighbours in their 5x5 window.
+    An isolated measured pixel inside a large hole is often a stray return (a stereo camera's
+    invalid border band has some). A coarse level would make it a whole known cell and carry
+    its depth far into the hole, where the exact solve lets it reach only a few pixels; the
+    full-resolution sweeps still hold it fixed. An image whose measured pixels are mostly
+    isolated is sparse input, not stray returns, and keeps them all.
+
+    :param mask: Validity [B, 1, H, W], 1 = measured, 0 = hole.
+    :return: Validity [B, 1, H, W] of the supporting pixels.
+    """
+    measured = (mask > 0.5).to(mask.dtype)
+    around = F.avg_pool2d(measured, 5, stride=1, padding=2, count_include_pad=True) * 25.0
+    support = measured * (around > 2.5).to(mask.dtype)
+    sparse = support.sum((1, 2, 3), keepdim=True) < 0.5 * measured.sum((1, 2, 3), keepdim=True)
+    return torch.where(sparse, measured, support)
+
+
 def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.Tensor,
                           fine_iterations: int, max_iterations: Optional[int] = None,
                           coarsest_side: int = 8) -> torch.Tensor:
@@ -123,6 +144,7 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     :func:`pyramid_fill`, and each finer level starts from the upsampled coarser solution and
     runs ``fine_iterations * 2**level`` sweeps (at most ``max_iterations``; level 0 = full
     resolution), so the whole solve costs about two full-resolution sweeps per fine iteration.
+    Isolated measured pixels constrain only the full-resolution sweeps (:func:`_fill_support`).
     Large holes get the smooth, colour-edge-respecting surface of colorization instead of a
     blurred average.
 
@@ -136,7 +158,11 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     """
     if max_iterations is None:
         max_iterations = 16 * fine_iterations
+    support = _fill_support(mask)
     levels = [(depth * mask, mask, gray)]
+    if min(mask.shape[-2:]) > coarsest_side:
+        levels.append(tuple(F.avg_pool2d(t, 2, ceil_mode=True)
+                            for t in (depth * support, support, gray)))
     while min(levels[-1][1].shape[-2:]) > coarsest_side:
         d, m, g = levels[-1]
         levels.append(tuple(F.avg_pool2d(t, 2, ceil_mode=True) for t in (d, m, g)))
