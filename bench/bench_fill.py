@@ -32,9 +32,14 @@ def main() -> None:
     variants = {
         'pyramid': lambda: pyramid_fill(depth, mask),
         'local_pyramid': lambda: pyramid_fill(depth, mask, local=True),
-        # fill_iterations 5 (weights up to stage 4) and 20 (the default since stage 5).
-        'guided_multigrid@5': lambda: guided_multigrid_fill(depth, mask, gray, 5),
-        'guided_multigrid@20': lambda: guided_multigrid_fill(depth, mask, gray, 20),
+        # fill_iterations 5 (weights up to stage 4) and 20 (since stage 5), Jacobi sweeps (up
+        # to stage 6) and SOR sweeps (the default fill_solver).
+        'guided_multigrid@5:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 5,
+                                                                   solver='jacobi'),
+        'guided_multigrid@20:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 20,
+                                                                    solver='jacobi'),
+        'guided_multigrid@20:sor': lambda: guided_multigrid_fill(depth, mask, gray, 20,
+                                                                 solver='sor'),
     }
     times = {name: [] for name in variants}
     with torch.inference_mode():

@@ -132,6 +132,7 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     assert config['initial_fill'] == 'guided_multigrid'  # today's default is recorded
     del config['initial_fill']
     del config['fill_iterations']
+    del config['fill_solver']
     metadata['config'] = json.dumps(config)
     old = tmp_path / 'old.safetensors'
     save_file(tensors, str(old), metadata=metadata)
@@ -143,6 +144,8 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     save_file(tensors, str(old), metadata=metadata)
     _, info = load_checkpoint(old)
     assert info.config.fill_iterations == 5
+    # and with Jacobi sweeps, before the solver could be chosen.
+    assert info.config.fill_solver == 'jacobi'
 
 
 def test_invalid_config_metadata_is_reported(tiny_checkpoint, tmp_path):

@@ -199,9 +199,9 @@ def test_guided_multigrid_fill_is_not_pulled_by_stray_pixels_in_a_large_hole():
     gray = torch.full_like(depth, 0.5)
     filled = guided_multigrid_fill(depth * mask, mask, gray, 20)
     band = mask == 0
-    assert (filled[band] - 0.8).abs().mean() < 0.05
-    band[..., 58:84, :12] = False  # the strays' own neighbourhood
-    assert (filled[band] - 0.8).abs().max() < 0.01
+    assert (filled[band] - 0.8).abs().mean() < 0.1  # 1.08 m when they were known cells
+    band[..., 46:96, :24] = False  # the strays' own neighbourhood
+    assert (filled[band] - 0.8).abs().max() < 0.02
     assert torch.equal(filled[mask > 0], (depth * mask)[mask > 0])
     # Sparse input (every measured pixel isolated) still fills from all of them.
     sparse = torch.zeros_like(depth)
@@ -241,6 +241,53 @@ def test_guided_multigrid_initial_fill_in_the_network():
     expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), gray, 5)
     torch.testing.assert_close(d0_5, expected_5[..., :20, :30] * config.max_depth_m)
     assert config.fill_iterations == 20 and not torch.allclose(d0_5, d0)
+    # So is the solver: Jacobi sweeps (what older weights were trained with) differ.
+    jacobi = build_s2ml(replace(config, fill_solver='jacobi')).eval()
+    jacobi.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        d0_jacobi = jacobi(rgb, depth)[-1]
+    expected_jacobi = guided_multigrid_fill(norm, (norm > 0).float(), gray, 20, solver='jacobi')
+    torch.testing.assert_close(d0_jacobi, expected_jacobi[..., :20, :30] * config.max_depth_m)
+    assert config.fill_solver == 'sor' and not torch.allclose(d0_jacobi, d0)
+
+
+def _exact_colorization(depth, mask, gray):
+    # Dense solve of the fill's equations at full resolution: x_r = sum_s w_rs x_s on holes.
+    h, w = depth.shape[-2:]
+    holes = torch.nonzero(mask.flatten() < 0.5).squeeze(1)
+    neighbours = _neighbour_index(h, w, holes)
+    weights = colour_affinities(gray.flatten().double(), holes, neighbours)
+    system = torch.eye(h * w, dtype=torch.float64)
+    system[holes] = 0.0
+    system[holes, holes] = 1.0
+    system[holes[:, None], neighbours] -= weights
+    rhs = (depth * mask).flatten().double()
+    return torch.linalg.solve(system, rhs).view(1, 1, h, w).float()
+
+
+def test_sor_sweeps_come_closer_to_the_exact_fill_than_jacobi_sweeps():
+    # Two colour regions at different depths with sloped surfaces and a hole across the
+    # boundary: at equal sweep counts SOR must be nearer the exact solve of the same equations.
+    gen = torch.Generator().manual_seed(3)
+    y, x = torch.meshgrid(torch.arange(24.0), torch.arange(32.0), indexing='ij')
+    left = x < 14 + 0.3 * y
+    depth = torch.where(left, 1.0 + 0.02 * y, 2.5 - 0.01 * x)[None, None]
+    gray = torch.where(left, 0.3, 0.7)[None, None] + 0.02 * torch.rand(1, 1, 24, 32,
+                                                                       generator=gen)
+    mask = torch.ones_like(depth)
+    mask[..., 4:20, 6:28] = 0
+    exact = _exact_colorization(depth, mask, gray)
+    hole = mask == 0
+    errors = {}
+    for solver in ('sor', 'jacobi'):
+        filled = guided_multigrid_fill(depth * mask, mask, gray, 20, solver=solver)
+        assert torch.equal(filled[~hole], depth[~hole])
+        errors[solver] = (filled - exact)[hole].abs().mean().item()
+    assert errors['sor'] < 0.5 * errors['jacobi']
+    converged = guided_multigrid_fill(depth * mask, mask, gray, 200, solver='sor')
+    assert (converged - exact)[hole].abs().max() < 1e-3
+    with pytest.raises(ValueError, match="solver must be one of .*got 'cg'"):
+        guided_multigrid_fill(depth * mask, mask, gray, 5, solver='cg')
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])
@@ -343,6 +390,8 @@ def test_config_validation_names_the_bad_value():
         S2MLConfig(initial_fill='median')
     with pytest.raises(ConfigError, match='fill_iterations must be an integer >= 1, got 0'):
         S2MLConfig(fill_iterations=0)
+    with pytest.raises(ConfigError, match="fill_solver must be one of .*got 'newton'"):
+        S2MLConfig(fill_solver='newton')
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

@@ -57,9 +57,10 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
     train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill',
                          'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
                          '--planted-weight', '2.0', '--decals', '0.5', '--camera-colour', '0.5',
-                         '--fill-iterations', '12'])
+                         '--fill-iterations', '12', '--fill-solver', 'jacobi'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
     assert info.config.initial_fill == 'guided_multigrid' and info.config.fill_iterations == 12
+    assert info.config.fill_solver == 'jacobi'
     assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
     assert info.provenance['init_from_sha256'] == start_info.sha256

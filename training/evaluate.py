@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
-from s2ml_ros.model.config import INITIAL_FILLS, S2MLConfig
+from s2ml_ros.model.config import FILL_SOLVERS, INITIAL_FILLS, S2MLConfig
 from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
@@ -127,7 +127,8 @@ def model_methods(path: str, device: str, keep_measured: bool, precision: str = 
     return methods
 
 
-def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterations) -> Method:
+def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterations,
+                        fill_solver: str = S2MLConfig.fill_solver) -> Method:
     """
     Wrap one of the network's parameter-free initial fills D_0 as a method ('fill:<name>').
 
@@ -135,6 +136,7 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
 
     :param name: One of :data:`s2ml_ros.model.config.INITIAL_FILLS` except 'zeros'.
     :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'.
+    :param fill_solver: Sweeps of 'guided_multigrid': 'sor' or 'jacobi'.
     """
     if name not in INITIAL_FILLS or name == 'zeros':
         raise SystemExit(f'unknown initial fill {name!r}; choose from '
@@ -146,7 +148,7 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
         m = torch.from_numpy(valid.astype(np.float32))[None, None]
         colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
         with torch.inference_mode():
-            return initial_fill(d, m, colour, name, fill_iterations)[0, 0].numpy()
+            return initial_fill(d, m, colour, name, fill_iterations, fill_solver)[0, 0].numpy()
     return run
 
 
@@ -258,6 +260,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--fill-iterations', type=int, default=S2MLConfig.fill_iterations,
                    help='full-resolution sweeps of the guided_multigrid initial fill '
                         '(default: the model default)')
+    p.add_argument('--fill-solver', default=S2MLConfig.fill_solver, choices=list(FILL_SOLVERS),
+                   help='sweeps of the guided_multigrid initial fill (default: the model '
+                        'default)')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
@@ -293,7 +298,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         label = f'fill:{name}'
         if name == 'guided_multigrid' and args.fill_iterations != S2MLConfig.fill_iterations:
             label += f'@{args.fill_iterations}'
-        methods[label] = initial_fill_method(name, args.fill_iterations)
+        if name == 'guided_multigrid' and args.fill_solver != S2MLConfig.fill_solver:
+            label += f':{args.fill_solver}'
+        methods[label] = initial_fill_method(name, args.fill_iterations, args.fill_solver)
     stems = [Path(path).stem for path in args.checkpoint]
     for path, stem in zip(args.checkpoint, stems):
         # Runs all write best.safetensors: name such files by their folder as well.
