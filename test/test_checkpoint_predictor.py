@@ -1,6 +1,8 @@
 """Tests of checkpoints (safetensors, self-describing) and of the numpy predictor."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -53,6 +55,16 @@ def test_checkpoint_carries_its_config_as_metadata(tiny_checkpoint):
         metadata = reader.metadata()
     assert json.loads(metadata['config']) == model.config.to_dict()
     assert metadata['variant'] == 'test'
+
+
+def test_checkpoint_is_readable_by_other_users_as_the_umask_allows(tmp_path):
+    # The node often runs as another user than the one who trained the weights.
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / 'shared.safetensors', build_s2ml('test'))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_build_with_checkpoint_checks_the_variant(tiny_checkpoint):

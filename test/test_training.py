@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from s2ml_ros.model import load_checkpoint
+from s2ml_ros.model import ConfigError, load_checkpoint, S2MLConfig
 import torch
 from training import train
 
@@ -184,3 +184,38 @@ def test_robustness_degradations_corrupt_inputs_only() -> None:
             assert not np.array_equal(r, rgb) and np.array_equal(d, depth)
     with pytest.raises(ValueError, match='unknown degradation'):
         degrade(rgb, depth, 'fog', np.random.default_rng(0))
+
+
+def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> None:
+    from s2ml_ros.model import build_s2ml, save_checkpoint
+    from training import change_fill
+    torch.manual_seed(4)
+    source = save_checkpoint(tmp_path / 'jacobi.safetensors',
+                             build_s2ml(S2MLConfig(embed_dim=8, num_pairs=1, window_size=4,
+                                                   head_dim=4, fill_solver='jacobi')),
+                             {'seed': 4})
+    model, info = load_checkpoint(source)
+    copy = change_fill.main([str(source), str(tmp_path / 'sor.safetensors'),
+                             '--fill-solver', 'sor', '--fill-iterations', '12'])
+    changed, changed_info = load_checkpoint(copy)
+    assert (changed_info.config.fill_solver, changed_info.config.fill_iterations) == ('sor', 12)
+    assert changed_info.config.initial_fill == info.config.initial_fill
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, changed.state_dict()[key])
+    record = changed_info.provenance
+    assert record['seed'] == 4 and record['fill_changed']['source_sha256'] == info.sha256
+    assert record['fill_changed']['from']['fill_solver'] == 'jacobi'
+    # The new setting is what runs: the copy's D_0 differs from the source's.
+    rgb, depth = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32) + 0.5
+    depth[..., 8:24, 8:24] = 0
+    with torch.no_grad():
+        assert not torch.allclose(model(rgb, depth)[-1], changed(rgb, depth)[-1])
+    with pytest.raises(SystemExit, match='does not exist'):
+        change_fill.main([str(tmp_path / 'missing.safetensors'), str(tmp_path / 'x.safetensors'),
+                          '--fill-solver', 'sor'])
+    with pytest.raises(SystemExit, match='is the source checkpoint'):
+        change_fill.main([str(source), str(source), '--fill-solver', 'sor'])
+    with pytest.raises(SystemExit, match='fill_iterations must be an integer >= 1, got 0'):
+        change_fill.main([str(source), str(tmp_path / 'y.safetensors'), '--fill-iterations', '0'])
+    with pytest.raises(ConfigError, match=r"without retraining, got \['embed_dim'\]"):
+        change_fill.change_fill(source, tmp_path / 'z.safetensors', embed_dim=16)

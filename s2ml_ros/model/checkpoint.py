@@ -106,6 +106,11 @@ def save_checkpoint(path: PathLike, model: torch.nn.Module,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.partial')
     save_file(tensors, str(tmp), metadata=metadata)
+    # safetensors creates files only their owner can read; the node often runs as another
+    # user than the trainer, so give the file the permissions of any new file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
     return path
 

@@ -1,0 +1,76 @@
+"""
+Copy a checkpoint with other settings of its parameter-free initial fill D_0.
+
+``initial_fill``, ``fill_iterations`` and ``fill_solver`` have no weights, so trained weights can
+run on another setting without retraining (measure it: the cascade learned to refine the fill it
+was trained on). The copy records the change and the source file's SHA-256 in its provenance.
+Example, from the repository root::
+
+    python -m training.change_fill runs/my_run/best.safetensors my_sor.safetensors \
+        --fill-solver sor
+"""
+
+import argparse
+import dataclasses
+from pathlib import Path
+import sys
+from typing import List, Optional
+
+from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
+from s2ml_ros.model.config import FILL_SOLVERS, INITIAL_FILLS
+
+FILL_FIELDS = ('initial_fill', 'fill_iterations', 'fill_solver')
+
+
+def change_fill(source: Path, destination: Path, **changes) -> Path:
+    """
+    Write ``source``'s weights to ``destination`` with some fill settings changed.
+
+    :param source: A checkpoint written by :func:`s2ml_ros.model.save_checkpoint`.
+    :param destination: The copy (may not be ``source``).
+    :param changes: New values of fields in :data:`FILL_FIELDS`; None keeps the source's.
+    :return: ``destination``.
+    :raises CheckpointError: If ``source`` is unusable.
+    :raises ConfigError: For an unknown field or an invalid value.
+    """
+    unknown = sorted(set(changes) - set(FILL_FIELDS))
+    if unknown:
+        raise ConfigError(f'only {list(FILL_FIELDS)} can change without retraining, '
+                          f'got {unknown}')
+    if Path(destination).resolve() == Path(source).resolve():
+        raise ValueError(f'destination {destination} is the source checkpoint; write a copy')
+    model, info = load_checkpoint(source)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    config = dataclasses.replace(info.config, **changes)
+    changed = S2ML(config)
+    changed.load_state_dict(model.state_dict())
+    provenance = dict(info.provenance)
+    provenance['fill_changed'] = {
+        'source_sha256': info.sha256,
+        'from': {k: getattr(info.config, k) for k in FILL_FIELDS},
+        'to': {k: getattr(config, k) for k in FILL_FIELDS},
+    }
+    provenance.pop('saved_at', None)
+    return save_checkpoint(destination, changed, provenance)
+
+
+def main(argv: Optional[List[str]] = None) -> Path:
+    """Command line entry point; exits with a message on bad input."""
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument('source', type=Path, help='checkpoint to copy')
+    p.add_argument('destination', type=Path, help='where to write the copy')
+    p.add_argument('--initial-fill', choices=list(INITIAL_FILLS), default=None)
+    p.add_argument('--fill-iterations', type=int, default=None)
+    p.add_argument('--fill-solver', choices=list(FILL_SOLVERS), default=None)
+    args = p.parse_args(argv)
+    try:
+        path = change_fill(args.source, args.destination, initial_fill=args.initial_fill,
+                           fill_iterations=args.fill_iterations, fill_solver=args.fill_solver)
+    except (CheckpointError, ConfigError, ValueError) as exc:
+        raise SystemExit(f'error: {exc}') from exc
+    print(f'wrote {path}')
+    return path
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
