@@ -133,8 +133,8 @@ def _fill_support(mask: torch.Tensor) -> torch.Tensor:
 
 
 # Over-relaxation factor of the 'sor' solver. The affinities are not symmetric, so SOR's
-# convergence for any factor below 2 is not guaranteed: 1.5 converged on every simulated and
-# real test frame, 1.6 already lost accuracy on the simulated ones and 1.8 diverged.
+# convergence for any factor below 2 is not guaranteed: on the simulated test set 1.5 scored
+# best, 1.6 already lost accuracy and 1.8 diverged.
 SOR_RELAXATION = 1.5
 
 
