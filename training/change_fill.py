@@ -17,9 +17,7 @@ import sys
 from typing import List, Optional
 
 from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_SOLVERS, INITIAL_FILLS
-
-FILL_FIELDS = ('initial_fill', 'fill_iterations', 'fill_solver')
+from s2ml_ros.model.config import FILL_FIELDS, FILL_SOLVERS, INITIAL_FILLS
 
 
 def change_fill(source: Path, destination: Path, **changes) -> Path:
@@ -28,7 +26,8 @@ def change_fill(source: Path, destination: Path, **changes) -> Path:
 
     :param source: A checkpoint written by :func:`s2ml_ros.model.save_checkpoint`.
     :param destination: The copy (may not be ``source``).
-    :param changes: New values of fields in :data:`FILL_FIELDS`; None keeps the source's.
+    :param changes: New values of fields in :data:`s2ml_ros.model.config.FILL_FIELDS`; None
+        keeps the source's.
     :return: ``destination``.
     :raises CheckpointError: If ``source`` is unusable.
     :raises ConfigError: For an unknown field or an invalid value.

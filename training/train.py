@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_SOLVERS, INITIAL_FILLS
+from s2ml_ros.model.config import FILL_FIELDS, FILL_SOLVERS, INITIAL_FILLS
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -138,7 +138,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
-    free = ('initial_fill', 'fill_iterations', 'fill_solver', 'variant')
+    free = FILL_FIELDS + ('variant',)
     return {k: v for k, v in config.to_dict().items() if k not in free}
 
 

@@ -10,6 +10,9 @@ from typing import Any, Dict, Mapping
 
 INITIAL_FILLS = ('guided_multigrid', 'local_pyramid', 'pyramid', 'zeros')
 FILL_SOLVERS = ('sor', 'jacobi')
+# Settings of the parameter-free initial fill: no weights depend on them, so trained weights
+# can be fine-tuned or run on other values (measure it; the cascade learned its own fill).
+FILL_FIELDS = ('initial_fill', 'fill_iterations', 'fill_solver')
 
 
 class ConfigError(ValueError):
