@@ -188,6 +188,28 @@ def test_simulated_cache_returns_the_rendered_frames(tmp_path: Path) -> None:
         assert s['intrinsics'] == plain['intrinsics']
 
 
+def test_sensor_variation_changes_the_holes_not_the_scene_and_caches_apart(
+        tmp_path: Path) -> None:
+    plain = SimulatedRgbd(6, 64, 48, sensors=['tof'], cache_dir=tmp_path)
+    varied = SimulatedRgbd(6, 64, 48, sensors=['tof'], cache_dir=tmp_path, sensor_variation=1)
+    again = SimulatedRgbd(6, 64, 48, sensors=['tof'], sensor_variation=1)
+    differ = 0
+    for i in range(6):
+        p, v = plain.sample(i), varied.sample(i)
+        np.testing.assert_array_equal(p['gt'], v['gt'])
+        np.testing.assert_array_equal(p['rgb'], v['rgb'])
+        np.testing.assert_array_equal(v['depth'], again.sample(i)['depth'])
+        differ += not np.array_equal(p['depth'], v['depth'])
+    assert differ >= 5
+    assert len(list(tmp_path.glob('tof_v1_64x48_*.npz'))) == 6
+    assert len(list(tmp_path.glob('tof_64x48_*.npz'))) == 6
+    # Read back from the cache, each kind of frame is still its own.
+    for i in range(6):
+        np.testing.assert_array_equal(varied.sample(i)['depth'], again.sample(i)['depth'])
+    with pytest.raises(ValueError, match='-1'):
+        SimulatedRgbd(2, 64, 48, sensor_variation=-1)
+
+
 def _sample() -> dict:
     k = Intrinsics(50.0, 52.0, 21.3, 13.7, W, H)
     return {'rgb': _color(0), 'depth': _depth(0), 'gt': _depth(0), 'intrinsics': k}

@@ -98,6 +98,31 @@ def test_range_limits() -> None:
     assert np.mean(raw[:, 45:55] > 0) > 0.95
 
 
+def test_varied_sensor_stays_in_its_documented_ranges_and_keeps_its_geometry() -> None:
+    preset = SENSOR_PRESETS['tof']
+    assert preset.varied(np.random.default_rng(0), 0.0) is preset
+    with pytest.raises(SensorError, match='-0.5'):
+        preset.varied(np.random.default_rng(0), -0.5)
+    draws = [preset.varied(np.random.default_rng(seed)) for seed in range(200)]
+    assert draws[7] == preset.varied(np.random.default_rng(7))  # deterministic in the draw
+    ranges = np.array([d.max_range_m for d in draws]) / preset.max_range_m
+    thresholds = np.array([d.return_threshold for d in draws]) / preset.return_threshold
+    assert 0.85 < ranges.min() < 0.95 and 1.4 < ranges.max() < 1.5
+    assert 0.4 < thresholds.min() < 0.5 and 2.2 < thresholds.max() < 2.5
+    for d in draws:
+        assert (d.name, d.kind, d.baseline_m, d.registration_offset_m, d.native_width,
+                d.min_range_m, d.disparity_step_px) == (
+            preset.name, preset.kind, preset.baseline_m, preset.registration_offset_m,
+            preset.native_width, preset.min_range_m, preset.disparity_step_px)
+        assert d.range_falloff_m < d.max_range_m - d.min_range_m
+        assert 0 <= d.flying_pixels <= 1 and 0 <= d.edge_dropout <= 1
+        assert abs(d.grazing_deg - preset.grazing_deg) <= 5
+    # A surface just past the preset's range is measured by some units and lost by others.
+    depth = np.full((80, 100), preset.max_range_m + 0.3, dtype=np.float32)
+    seen = [np.mean(d.apply(depth, None, K, np.random.default_rng(1)) > 0) for d in draws[:20]]
+    assert min(seen) == 0 and max(seen) > 0.5
+
+
 def test_flying_pixels_lie_between_foreground_and_background() -> None:
     model = _quiet('tof', flying_pixels=1.0)
     raw = model.apply(_step_depth(1.0, 3.0), None, K, np.random.default_rng(5))

@@ -83,6 +83,13 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
         train.parse_args(['-c', str(bad)])
     with pytest.raises(SystemExit):  # weights pixels nothing hides
         train.parse_args(['-c', SMOKE, '--planted-weight', '2'])
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--sensor-variation', '-1'])
+    with pytest.raises(SystemExit):  # only simulated sensors vary
+        train.parse_args(['-c', SMOKE, '--sensor-variation', '1', '--data', 'nyu'])
+    args = train.parse_args(['-c', SMOKE, '--sensor-variation', '0.5'])
+    train_set, val_set = train.build_datasets(args)
+    assert train_set.sensor_variation == 0.5 and val_set.sensor_variation == 0
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
     # Colour augmentations are off unless asked for, and land in the training pipeline.

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 from s2ml_ros.geometry import Intrinsics
-from s2ml_ros.simulation import SimulatedRgbdCamera
+from s2ml_ros.simulation import SensorModel, SimulatedRgbdCamera
 from torch.utils.data import Dataset
 
 from .transforms import Sample, to_tensor
@@ -573,15 +573,21 @@ class SimulatedRgbd(_FrameDataset):
     :param cache_dir: If set, rendered frames are stored there (compressed .npz) and read back
         in later epochs instead of being rendered again. Delete it after changing the
         simulator.
+    :param sensor_variation: Strength of the per-item variation of the sensor's hole and noise
+        parameters around the preset (:meth:`SensorModel.varied`); 0 = the presets exactly.
     """
 
     def __init__(self, num_samples: int, width: int = 320, height: int = 240,
                  sensors: Sequence[str] = ('structured_light',), split: str = 'train',
                  seed_offset: int = 0, transform: Optional[Transform] = None,
-                 seed: int = 0, cache_dir: Optional[PathLike] = None) -> None:
+                 seed: int = 0, cache_dir: Optional[PathLike] = None,
+                 sensor_variation: float = 0.0) -> None:
         super().__init__(transform, seed, 'raise')
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if not sensor_variation >= 0:
+            raise ValueError(f'sensor_variation must be >= 0, got {sensor_variation}')
+        self.sensor_variation = float(sensor_variation)
         self.num_samples = int(num_samples)
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)
@@ -602,9 +608,11 @@ class SimulatedRgbd(_FrameDataset):
         sensor = self.sensors[index % len(self.sensors)]
         seed, frame = self.seed_base + index, (index * 37) % 600
         name = f'sim_{seed}'
+        variation = f'_v{self.sensor_variation:g}' if self.sensor_variation else ''
         cached = None
         if self.cache_dir is not None:
-            cached = self.cache_dir / f'{sensor}_{self.width}x{self.height}_{seed}_{frame}.npz'
+            cached = self.cache_dir / (
+                f'{sensor}{variation}_{self.width}x{self.height}_{seed}_{frame}.npz')
             if cached.is_file():
                 try:
                     with np.load(cached) as z:
@@ -615,7 +623,9 @@ class SimulatedRgbd(_FrameDataset):
                                 'intrinsics': intr, 'name': name}
                 except (OSError, ValueError, KeyError) as exc:
                     _logger.warning('re-rendering unreadable cache file %s: %s', cached, exc)
-        cam = SimulatedRgbdCamera(self.width, self.height, sensor, seed=seed)
+        model = SensorModel.from_preset(sensor).varied(
+            np.random.default_rng([seed, frame, 11]), self.sensor_variation)
+        cam = SimulatedRgbdCamera(self.width, self.height, model, seed=seed)
         f = cam.frame_at(frame)
         if cached is not None:
             tmp = cached.with_name(cached.name + f'.{os.getpid()}.partial.npz')

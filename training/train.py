@@ -84,6 +84,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='simulated sensor presets, cycled over samples')
     p.add_argument('--train-samples', type=int, default=2000, help='simulated training frames')
     p.add_argument('--val-samples', type=int, default=64, help='simulated validation frames')
+    p.add_argument('--sensor-variation', type=float, default=0.0,
+                   help='vary the range, dropout and noise of the simulated sensors per training '
+                   'frame around the presets (1: the documented ranges; 0: presets exactly)')
     p.add_argument('--sim-cache', default=None,
                    help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
@@ -158,6 +161,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
+    if not args.sensor_variation >= 0:
+        parser.error(f'--sensor-variation must be >= 0 (0 = the presets), '
+                     f'got {args.sensor_variation}')
+    if args.sensor_variation and args.data != 'sim':
+        parser.error(f'--sensor-variation {args.sensor_variation} varies simulated sensors; '
+                     f'--data is {args.data}')
     return args
 
 
@@ -183,7 +192,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.data == 'sim':
         w, h = args.sim_size
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
-                                 transform=train_tf, seed=args.seed, cache_dir=args.sim_cache)
+                                 transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
+                                 sensor_variation=args.sensor_variation)
         # Validation: simulated test-range seeds offset away from the fixed test set.
         val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
                                seed_offset=500_000, transform=val_tf)

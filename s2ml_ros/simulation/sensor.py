@@ -133,6 +133,51 @@ class SensorModel:
                               f'{sorted(SENSOR_PRESETS)}')
         return replace(SENSOR_PRESETS[name], **overrides)
 
+    def varied(self, rng: np.random.Generator, strength: float = 1.0) -> 'SensorModel':
+        """
+        Draw a sensor of the same kind with hole and noise parameters around this one's.
+
+        Units of one model differ, and so do their settings and surroundings (emitter power,
+        ambient infrared, exposure): the range reached, how fast returns fade towards it, how
+        dark a surface may be, how much is lost at edges and on specular or transparent
+        material. Training on varied sensors keeps a network from learning one unit's exact
+        range as the depth of every hole beside far surfaces. Geometry (baselines, registration,
+        native width, quantization step) is kept: it is fixed by the device.
+
+        :param rng: Generator of the draw.
+        :param strength: Scale of the variation; 0 returns this model, 1 the documented ranges:
+            max range x0.86-1.5, range falloff x0.6-1.6, return threshold x0.4-2.5, grazing
+            limit +-5 degrees, dropout and flying-pixel fractions x0.67-1.5, noise x0.6-1.6.
+        :return: The varied model (name unchanged).
+        """
+        if not strength >= 0:
+            raise SensorError(f'sensor variation strength must be >= 0, got {strength}')
+        if strength == 0:
+            return self
+
+        def factor(log_half_range: float, log_low: Optional[float] = None) -> float:
+            low = -log_half_range if log_low is None else log_low
+            return float(np.exp(rng.uniform(low, log_half_range) * strength))
+
+        def fraction(value: float) -> float:
+            return float(np.clip(value * factor(0.4), 0.0, 1.0))
+
+        # Mostly farther: a nearer limit than the preset's would only add holes whose depth is
+        # 'beyond the measured', the lesson that is already too strong on real frames.
+        max_range = self.max_range_m * factor(0.4, -0.15)
+        max_range = max(max_range, self.min_range_m * 1.5)
+        falloff = min(self.range_falloff_m * factor(0.5), 0.9 * (max_range - self.min_range_m))
+        grazing = float(np.clip(self.grazing_deg + rng.uniform(-5.0, 5.0) * strength, 60.0, 88.0))
+        return replace(
+            self, max_range_m=max_range, range_falloff_m=falloff,
+            return_threshold=self.return_threshold * factor(0.9), grazing_deg=grazing,
+            specular_dropout=fraction(self.specular_dropout),
+            transparent_dropout=fraction(self.transparent_dropout),
+            edge_dropout=fraction(self.edge_dropout),
+            flying_pixels=fraction(self.flying_pixels),
+            disparity_sigma_px=self.disparity_sigma_px * factor(0.5),
+            depth_sigma_m=self.depth_sigma_m * factor(0.5))
+
     def apply(self, depth_gt_m: np.ndarray, rgb: Optional[np.ndarray], intrinsics: Intrinsics,
               rng: np.random.Generator, materials: Optional[np.ndarray] = None,
               depth_behind_m: Optional[np.ndarray] = None) -> np.ndarray:
