@@ -140,9 +140,9 @@ class SensorModel:
         Units of one model differ, and so do their settings and surroundings (emitter power,
         ambient infrared, exposure): the range reached, how fast returns fade towards it, how
         dark a surface may be, how much is lost at edges and on specular or transparent
-        material. Training on varied sensors keeps a network from learning one unit's exact
-        range as the depth of every hole beside far surfaces. Geometry (baselines, registration,
-        native width, quantization step) is kept: it is fixed by the device.
+        material. A network trained on varied sensors does not see one unit's exact range limit
+        and dropout thresholds in every frame. Geometry (baselines, registration, native width,
+        quantization step) is kept: it is fixed by the device.
 
         :param rng: Generator of the draw.
         :param strength: Scale of the variation; 0 returns this model, 1 the documented ranges:
@@ -162,8 +162,8 @@ class SensorModel:
         def fraction(value: float) -> float:
             return float(np.clip(value * factor(0.4), 0.0, 1.0))
 
-        # Mostly farther: a nearer limit than the preset's would only add holes whose depth is
-        # 'beyond the measured', the lesson that is already too strong on real frames.
+        # Mostly farther: a nearer limit only adds holes whose truth lies beyond the measured
+        # depth, which the presets already show in most frames.
         max_range = self.max_range_m * factor(0.4, -0.15)
         max_range = max(max_range, self.min_range_m * 1.5)
         falloff = min(self.range_falloff_m * factor(0.5), 0.9 * (max_range - self.min_range_m))
