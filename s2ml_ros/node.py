@@ -40,6 +40,7 @@ from s2ml_ros.node_stats import RateMeter, RollingStats
 from s2ml_ros.params import (NodeParams, PARAM_SPECS, param_type, ParameterError,
                              params_from_mapping, with_changes)
 from s2ml_ros.pointcloud import CloudBuilder
+from s2ml_ros.ros_shutdown import raised_by_shutdown
 from s2ml_ros.sync import closest_or_newest, StampSynchronizer
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -517,6 +518,9 @@ def main(args: Optional[List[str]] = None) -> int:
     except StartupError as exc:
         get_logger(NODE_NAME).error(f'cannot start: {exc}')
         code = 1
+    except RuntimeError as exc:
+        if not raised_by_shutdown(exc):
+            raise
     finally:
         if node is not None:
             node.shutdown()

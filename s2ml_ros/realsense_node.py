@@ -34,6 +34,7 @@ from rclpy.time import Time
 from s2ml_ros import conversions as conv
 from s2ml_ros.realsense_source import (RealSenseConfig, RealSenseError, RealSenseFrame,
                                        RealSenseSource)
+from s2ml_ros.ros_shutdown import raised_by_shutdown
 from sensor_msgs.msg import CameraInfo, Image
 
 NODE_NAME = 's2ml_realsense'
@@ -150,8 +151,9 @@ class RealSenseNode(Node):
                     break
                 self.publish_frame(frame)
         except Exception as exc:  # noqa: B902 - reported by main(), which exits 1
-            self.error = exc
-            self.get_logger().error(f'stopped: {type(exc).__name__}: {exc}')
+            if not raised_by_shutdown(exc, self.context):
+                self.error = exc
+                self.get_logger().error(f'stopped: {type(exc).__name__}: {exc}')
         finally:
             self.finished.set()
 
@@ -183,6 +185,9 @@ def main(args: Optional[List[str]] = None) -> int:
     except StartupError as exc:
         rclpy.logging.get_logger(NODE_NAME).error(f'cannot start: {exc}')
         code = 1
+    except RuntimeError as exc:
+        if not raised_by_shutdown(exc):
+            raise
     finally:
         if node is not None:
             node.shutdown()

@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from s2ml_ros import conversions as conv
 from s2ml_ros.malloc_tuning import keep_large_buffers
+from s2ml_ros.ros_shutdown import raised_by_shutdown
 from sensor_msgs.msg import CameraInfo, Image
 
 _PARAMS = (
@@ -150,6 +151,9 @@ def main(args: Optional[List[str]] = None) -> int:
     except ValueError as exc:
         get_logger('s2ml_sim_camera').error(f'cannot start: {exc}')
         code = 1
+    except RuntimeError as exc:
+        if not raised_by_shutdown(exc):
+            raise
     finally:
         if node is not None:
             node.stop()
