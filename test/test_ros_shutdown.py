@@ -32,17 +32,18 @@ def test_publish_on_a_shut_down_context_is_told_apart_from_real_errors() -> None
     import rclpy
     from s2ml_ros.ros_shutdown import raised_by_shutdown
     from std_msgs.msg import String
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('shutdown_probe', context=context)
-    publisher = node.create_publisher(String, 'probe', 1)
-    assert not raised_by_shutdown(RuntimeError('inference failed'), context)
-    rclpy.shutdown(context=context)
-    with pytest.raises(RuntimeError) as raised:
-        publisher.publish(String(data='late'))
-    assert raised_by_shutdown(raised.value, context)
-    assert not raised_by_shutdown(ValueError('bad frame'), context)
-    node.destroy_node()
+    with nh.unique_domain_id() as domain:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        node = rclpy.create_node('shutdown_probe', context=context)
+        publisher = node.create_publisher(String, 'probe', 1)
+        assert not raised_by_shutdown(RuntimeError('inference failed'), context)
+        rclpy.shutdown(context=context)
+        with pytest.raises(RuntimeError) as raised:
+            publisher.publish(String(data='late'))
+        assert raised_by_shutdown(raised.value, context)
+        assert not raised_by_shutdown(ValueError('bad frame'), context)
+        node.destroy_node()
 
 
 NODE_SCRIPT = """
@@ -50,15 +51,15 @@ import sys
 import rclpy
 from s2ml_ros import node as node_module
 
-def spin(node):
+def signal_during_publish(node):
     # SIGTERM while the diagnostics timer publishes: the context goes first.
     rclpy.shutdown()
     node._on_diagnostics()
 
-def spin_into_a_bug(node):
+def bug(node):
     raise RuntimeError('a bug, not a shutdown')
 
-rclpy.spin = spin_into_a_bug if 'bug' in sys.argv[1:] else spin
+rclpy.spin = {spin}
 sys.exit(node_module.main(sys.argv[1:]))
 """
 
@@ -66,10 +67,10 @@ sys.exit(node_module.main(sys.argv[1:]))
 def test_node_exits_0_when_a_signal_lands_during_a_publish(tmp_path: Path) -> None:
     ckpt = nh.write_tiny_checkpoint(tmp_path / 'tiny.safetensors')
     args = ['-p', f'checkpoint:={ckpt}']
-    done = _run(NODE_SCRIPT, args, tmp_path)
+    done = _run(NODE_SCRIPT.format(spin='signal_during_publish'), args, tmp_path)
     assert done.returncode == 0, done.stderr
     # A runtime error while the context is still running is still a failure.
-    bug = _run(NODE_SCRIPT.replace("'bug' in sys.argv[1:]", 'True'), args, tmp_path)
+    bug = _run(NODE_SCRIPT.format(spin='bug'), args, tmp_path)
     assert bug.returncode != 0 and 'a bug, not a shutdown' in bug.stderr
 
 

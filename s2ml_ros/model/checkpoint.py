@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from safetensors import safe_open, SafetensorError
-from safetensors.torch import save_file
+from safetensors.torch import save
 import torch
 
 from .config import ConfigError, S2MLConfig
@@ -105,12 +105,10 @@ def save_checkpoint(path: PathLike, model: torch.nn.Module,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.partial')
-    save_file(tensors, str(tmp), metadata=metadata)
-    # safetensors creates files only their owner can read; the node often runs as another
-    # user than the trainer, so give the file the permissions of any new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    # Written through a plain open() rather than safetensors' save_file, which creates files
+    # only their owner can read: the node often runs as another user than the trainer, so the
+    # file gets the permissions the umask gives any new file.
+    tmp.write_bytes(save(tensors, metadata=metadata))
     os.replace(tmp, path)
     return path
 
