@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from s2ml_ros.model import ConfigError, load_checkpoint, S2MLConfig
+from s2ml_ros.model import ConfigError, get_config, load_checkpoint, S2MLConfig
 import torch
 from training import train
 
@@ -106,6 +106,16 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
     assert names.index('BorderHoles') + 1 == names.index('PlantedHoles')
+
+
+@pytest.mark.parametrize('config', sorted((REPO / 'training' / 'configs').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_every_shipped_experiment_config_parses(config: Path) -> None:
+    # The README's training commands name these files; an option renamed since must fail here,
+    # not an hour into someone's run.
+    args = train.parse_args(['-c', str(config)])
+    assert get_config(args.variant).variant == args.variant
+    assert args.output_dir.startswith('runs/'), 'experiment outputs go under runs/ (ignored)'
 
 
 def test_learning_rate_schedule() -> None:
