@@ -14,18 +14,21 @@ import argparse
 import dataclasses
 from pathlib import Path
 import sys
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional
 
 from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
 from s2ml_ros.model.config import FILL_FIELDS, FILL_SOLVERS, INITIAL_FILLS
 
 
-def change_fill(source: Path, destination: Path, **changes) -> Path:
+def change_fill(source: Path, destination: Path,
+                extra_provenance: Optional[Mapping[str, Any]] = None, **changes) -> Path:
     """
     Write ``source``'s weights to ``destination`` with some fill settings changed.
 
     :param source: A checkpoint written by :func:`s2ml_ros.model.save_checkpoint`.
     :param destination: The copy (may not be ``source``).
+    :param extra_provenance: Entries added to the copy's provenance (e.g. how the source was
+        made).
     :param changes: New values of fields in :data:`s2ml_ros.model.config.FILL_FIELDS`; None
         keeps the source's.
     :return: ``destination``.
@@ -50,6 +53,7 @@ def change_fill(source: Path, destination: Path, **changes) -> Path:
         'to': {k: getattr(config, k) for k in FILL_FIELDS},
     }
     provenance.pop('saved_at', None)
+    provenance.update(extra_provenance or {})
     return save_checkpoint(destination, changed, provenance)
 
 

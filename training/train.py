@@ -299,6 +299,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     :param argv: Command-line arguments (None: sys.argv).
     """
     args = parse_args(argv)
+    # What reruns this run: the process's own command line, or the arguments it was given.
+    command = ' '.join(sys.argv) if argv is None else ' '.join(
+        ['python -m training.train', *argv])
     run_start = time.monotonic()
     info = init_distributed(args.device)
     torch.manual_seed(args.seed + info.rank)
@@ -437,7 +440,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                           'sensors': args.sensors, 'epoch': epoch, 'step': step,
                           'seed': args.seed, 'world_size': info.world_size,
                           'init_from_sha256': init_sha256,
-                          'command': ' '.join(sys.argv),
+                          'command': command,
                           'elapsed_s_this_process': round(time.monotonic() - run_start),
                           'torch': torch.__version__,
                           'args': {k: v for k, v in vars(args).items()
