@@ -17,7 +17,6 @@ the stages' batch sizes and learning rates are those of one process.
 """
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,8 +24,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from s2ml_ros.model.checkpoint import file_sha256
 import torch
-
 from training import change_fill, train
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
@@ -41,14 +40,6 @@ _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
 
 class RecipeError(ValueError):
     """Raised when the stages do not chain (a stage does not start where the previous ended)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, value: Dict[str, Any]) -> None:
@@ -148,13 +139,13 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
         best = Path(args.output_dir) / 'best.safetensors'
         entry.update({'config': config, 'seed': args.seed, 'epochs': args.epochs,
                       'command': 'python -m training.train ' + ' '.join(argv),
-                      'best': str(best), 'best_sha256': _sha256(best)})
+                      'best': str(best), 'best_sha256': file_sha256(best)})
         record['stages'].append(entry)
         _write_json(record_path, record)
     last_best = Path(parsed[-1].output_dir) / 'best.safetensors'
     change_fill.change_fill(last_best, out, extra_provenance={'recipe': record},
                             **DEFAULT_FILL_CHANGE)
-    record['out_sha256'] = _sha256(out)
+    record['out_sha256'] = file_sha256(out)
     _write_json(record_path, record)
     hours = sum(s.get('seconds', 0) for s in record['stages']) / 3600
     print(f'wrote {out} ({hours:.2f} h of training recorded in {record_path})', flush=True)
