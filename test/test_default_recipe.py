@@ -30,7 +30,9 @@ def test_a_broken_chain_is_refused_before_training(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_one_command_trains_every_stage_then_changes_the_fill(tmp_path: Path) -> None:
+def test_one_command_trains_every_stage_then_changes_the_fill(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # run from the repository root
     runs, out = tmp_path / 'runs', tmp_path / 'default.safetensors'
     default_recipe.main(['--out', str(out), '--runs-dir', str(runs), *SHORT])
 
@@ -43,6 +45,9 @@ def test_one_command_trains_every_stage_then_changes_the_fill(tmp_path: Path) ->
         assert info.provenance['init_from_sha256'] == before['best_sha256']
         assert info.provenance['command'].startswith('python -m training.train -c ')
     assert all(s['seconds'] >= 0 for s in record['stages'])
+    # Recorded commands name the configs as in the repository, so they rerun on any checkout.
+    assert record['stages'][0]['command'].startswith(
+        'python -m training.train -c training/configs/sim_tiny.yaml ')
 
     model, info = load_checkpoint(out)
     last, last_info = load_checkpoint(record['stages'][-1]['best'])

@@ -56,7 +56,11 @@ def stage_argv(config: Path, runs_dir: Optional[Path], extra: Sequence[str]) -> 
     :param runs_dir: Folder replacing the config's ``runs/`` prefix (None: keep ``runs/``).
     :param extra: Arguments appended to every stage (they override the file).
     """
-    argv = ['-c', str(config), '--no-progress', '--resume', 'auto']
+    # Relative to the working directory (the repository root) when inside it, so the recorded
+    # commands rerun on another checkout.
+    shown = os.path.relpath(config)
+    argv = ['-c', str(config) if shown.startswith('..') else shown, '--no-progress',
+            '--resume', 'auto']
     if runs_dir is not None:
         cfg = train.parse_args(['-c', str(config)])
         for key in _RUN_PATH_KEYS:
