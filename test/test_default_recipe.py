@@ -30,8 +30,8 @@ def test_a_broken_chain_is_refused_before_training(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_one_command_trains_every_stage_then_changes_the_fill(tmp_path: Path,
-                                                             monkeypatch) -> None:
+def test_one_command_trains_every_stage_then_changes_the_fill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # run from the repository root
     runs, out = tmp_path / 'runs', tmp_path / 'default.safetensors'
     default_recipe.main(['--out', str(out), '--runs-dir', str(runs), *SHORT])
