@@ -62,3 +62,6 @@ def test_one_command_trains_every_stage_then_changes_the_fill(
     again = default_recipe.main(['--out', str(out), '--runs-dir', str(runs), *SHORT])
     assert [Path(s['best']).stat().st_mtime_ns for s in again['stages']] == mtimes
     assert [s['seconds'] for s in again['stages']] == [s['seconds'] for s in record['stages']]
+    # A folder holding a run of other settings is not taken for a finished stage.
+    with pytest.raises(SystemExit, match='other settings .*seed'):
+        default_recipe.main(['--out', str(out), '--runs-dir', str(runs), *SHORT, '--seed', '7'])

@@ -36,6 +36,8 @@ DEFAULT_STAGES = ('sim_tiny', 'sim_tiny_finetune', 'sim_tiny_stage3', 'sim_tiny_
 DEFAULT_FILL_CHANGE = {'fill_solver': 'sor'}
 # Config keys holding paths under runs/, moved with --runs-dir.
 _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
+# Settings that do not change what a stage learns, so a run may be continued with others.
+_FREE_KEYS = ('resume', 'no_progress', 'workers', 'device', 'config', 'eval_every')
 
 
 class RecipeError(ValueError):
@@ -98,13 +100,23 @@ def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
 
 
 def _finished(args: argparse.Namespace) -> bool:
-    """:return: Whether the stage's run completed all its epochs and kept a best checkpoint."""
+    """
+    :return: Whether the stage's run completed all its epochs and kept a best checkpoint.
+    :raises RecipeError: If the run in the stage's folder was made with other settings.
+    """
     out = Path(args.output_dir)
     state_path = out / 'last.train_state.pt'
-    if not (state_path.is_file() and (out / 'best.safetensors').is_file()):
+    if not state_path.is_file():
         return False
     state = torch.load(state_path, map_location='cpu', weights_only=True)
-    return state['next_epoch'] >= args.epochs
+    ran = state.get('args', {})
+    differ = sorted(k for k, v in vars(args).items()
+                    if k in ran and k not in _FREE_KEYS and ran[k] != v
+                    and isinstance(v, (int, float, str, bool, list, type(None))))
+    if differ:
+        raise RecipeError(f'{out} holds a run with other settings ({", ".join(differ)}); '
+                          'delete it or give another --runs-dir')
+    return state['next_epoch'] >= args.epochs and (out / 'best.safetensors').is_file()
 
 
 def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Path] = None,
