@@ -101,7 +101,8 @@ def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
 
 def _finished(args: argparse.Namespace) -> bool:
     """
-    :return: Whether the stage's run completed all its epochs and kept a best checkpoint.
+    Tell whether the stage's run completed all its epochs and kept a best checkpoint.
+
     :raises RecipeError: If the run in the stage's folder was made with other settings.
     """
     out = Path(args.output_dir)
