@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from s2ml_ros.model.checkpoint import file_sha256
 import torch
@@ -42,6 +42,14 @@ _FREE_KEYS = ('resume', 'no_progress', 'workers', 'device', 'config', 'eval_ever
 
 class RecipeError(ValueError):
     """Raised when the stages do not chain (a stage does not start where the previous ended)."""
+
+
+class Stage(NamedTuple):
+    """One stage of the recipe: its config name, its training command and what that parses to."""
+
+    name: str
+    argv: List[str]
+    args: argparse.Namespace
 
 
 def _write_json(path: Path, value: Dict[str, Any]) -> None:
@@ -73,29 +81,30 @@ def stage_argv(config: Path, runs_dir: Optional[Path], extra: Sequence[str]) -> 
 
 
 def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
-         extra: Sequence[str] = ()) -> List[argparse.Namespace]:
+         extra: Sequence[str] = ()) -> List[Stage]:
     """
     Parse every stage's arguments and check that the stages chain.
 
-    :return: The parsed arguments of each stage, in order.
+    :return: The stages, in order.
     :raises RecipeError: If a stage is missing or does not start from the previous stage's
         best checkpoint.
     """
-    parsed = []
+    parsed: List[Stage] = []
     for i, name in enumerate(stages):
         config = CONFIG_DIR / f'{name}.yaml'
         if not config.is_file():
             raise RecipeError(f'stage {name}: {config} does not exist')
-        args = train.parse_args(stage_argv(config, runs_dir, extra))
+        argv = stage_argv(config, runs_dir, extra)
+        args = train.parse_args(argv)
         if i > 0:
-            expected = Path(parsed[-1].output_dir) / 'best.safetensors'
+            expected = Path(parsed[-1].args.output_dir) / 'best.safetensors'
             if args.init_from is None or Path(args.init_from) != expected:
                 raise RecipeError(f'stage {name} starts from {args.init_from}, not from the '
                                   f"previous stage's best checkpoint {expected}")
         elif args.init_from:
             raise RecipeError(f'first stage {name} starts from {args.init_from}; the recipe '
                               'trains from scratch')
-        parsed.append(args)
+        parsed.append(Stage(name, argv, args))
     return parsed
 
 
@@ -112,8 +121,7 @@ def _finished(args: argparse.Namespace) -> bool:
     state = torch.load(state_path, map_location='cpu', weights_only=True)
     ran = state.get('args', {})
     differ = sorted(k for k, v in vars(args).items()
-                    if k in ran and k not in _FREE_KEYS and ran[k] != v
-                    and isinstance(v, (int, float, str, bool, list, type(None))))
+                    if k in ran and k not in _FREE_KEYS and ran[k] != v)
     if differ:
         raise RecipeError(f'{out} holds a run with other settings ({", ".join(differ)}); '
                           'delete it or give another --runs-dir')
@@ -140,9 +148,8 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
     if record_path.is_file():
         previous = {s['config']: s for s in json.loads(record_path.read_text())['stages']}
     record: Dict[str, Any] = {'stages': [], 'out': str(out), 'fill_change': DEFAULT_FILL_CHANGE}
-    for name, args in zip(stages, parsed):
+    for name, argv, args in parsed:
         config = f'training/configs/{name}.yaml'
-        argv = stage_argv(CONFIG_DIR / f'{name}.yaml', runs_dir, extra)
         entry = previous.get(config, {})
         if _finished(args):
             print(f'{name}: finished earlier, kept {args.output_dir}/best.safetensors',
@@ -159,7 +166,7 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
                       'best': str(best), 'best_sha256': file_sha256(best)})
         record['stages'].append(entry)
         _write_json(record_path, record)
-    last_best = Path(parsed[-1].output_dir) / 'best.safetensors'
+    last_best = Path(parsed[-1].args.output_dir) / 'best.safetensors'
     change_fill.change_fill(last_best, out, extra_provenance={'recipe': record},
                             **DEFAULT_FILL_CHANGE)
     record['out_sha256'] = file_sha256(out)
