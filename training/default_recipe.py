@@ -4,8 +4,8 @@ Retrain the shipped default weights with one command: six training stages, then 
 Each stage is an experiment config in ``training/configs/`` that starts from the best checkpoint
 of the one before; the last stage's best checkpoint is copied to run its initial fill with SOR
 sweeps (:mod:`training.change_fill`), as the shipped ``s2ml_ros/weights/s2ml_tiny.safetensors``
-was. About 3.5 hours on a 2-core CPU; with the current initial fill, stages 4-6 come out close
-to the shipped ones but not bit for bit (README, "Default weights"). From the repository root::
+was. About 3.5 hours on a 2-core CPU; with the current code, stages 4-6 come out close to
+the shipped ones but not bit for bit (README, "Default weights"). From the repository root::
 
     python -m training.default_recipe --out runs/s2ml_tiny.safetensors
 
