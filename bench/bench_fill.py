@@ -28,18 +28,22 @@ def main() -> None:
     mask = (torch.rand(1, 1, h, w, generator=gen) >= args.hole_fraction).float()
     mask[..., h // 4:h // 2, w // 4:w // 2] = 0
     depth = (0.5 + 4.0 * torch.rand(1, 1, h, w, generator=gen)) * mask
-    gray = torch.rand(1, 1, h, w, generator=gen)
+    colour = torch.rand(1, 3, h, w, generator=gen)
+    gray = colour.mean(1, keepdim=True)
     variants = {
         'pyramid': lambda: pyramid_fill(depth, mask),
         'local_pyramid': lambda: pyramid_fill(depth, mask, local=True),
         # fill_iterations 5 (weights up to stage 4) and 20 (since stage 5), Jacobi sweeps (up
-        # to stage 6) and SOR sweeps (the default fill_solver).
+        # to stage 6) and SOR sweeps (the default fill_solver), grey affinities (up to stage 6)
+        # and RGB ones (the default fill_guide).
         'guided_multigrid@5:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 5,
                                                                    solver='jacobi'),
         'guided_multigrid@20:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 20,
                                                                     solver='jacobi'),
-        'guided_multigrid@20:sor': lambda: guided_multigrid_fill(depth, mask, gray, 20,
-                                                                 solver='sor'),
+        'guided_multigrid@20:sor:gray': lambda: guided_multigrid_fill(depth, mask, gray, 20,
+                                                                      solver='sor'),
+        'guided_multigrid@20:sor:rgb': lambda: guided_multigrid_fill(depth, mask, colour, 20,
+                                                                     solver='sor'),
     }
     times = {name: [] for name in variants}
     with torch.inference_mode():

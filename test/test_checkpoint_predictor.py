@@ -145,6 +145,7 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     del config['initial_fill']
     del config['fill_iterations']
     del config['fill_solver']
+    del config['fill_guide']
     metadata['config'] = json.dumps(config)
     old = tmp_path / 'old.safetensors'
     save_file(tensors, str(old), metadata=metadata)
@@ -156,8 +157,9 @@ def test_checkpoint_from_before_the_initial_fill_keeps_its_fill(tiny_checkpoint,
     save_file(tensors, str(old), metadata=metadata)
     _, info = load_checkpoint(old)
     assert info.config.fill_iterations == 5
-    # and with Jacobi sweeps, before the solver could be chosen.
-    assert info.config.fill_solver == 'jacobi'
+    # and with Jacobi sweeps, before the solver could be chosen, on grey affinities, before
+    # the guide could be.
+    assert info.config.fill_solver == 'jacobi' and info.config.fill_guide == 'gray'
 
 
 def test_invalid_config_metadata_is_reported(tiny_checkpoint, tmp_path):

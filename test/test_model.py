@@ -150,6 +150,25 @@ def test_colour_affinities_are_normalised_and_stop_at_colour_edges():
         torch.testing.assert_close(weights[image, 2, 1], torch.full((8,), 1 / 8))
 
 
+def test_colour_affinities_on_rgb_separate_equal_brightness_hues():
+    # Red beside green of the same BT.601 luma: grey sees one flat patch, colour an edge.
+    red, green = torch.tensor([0.587, 0.0, 0.0]), torch.tensor([0.0, 0.299, 0.0])
+    rgb = torch.where(torch.arange(8).view(1, 1, 1, 8) < 4, red.view(1, 3, 1, 1),
+                      green.view(1, 3, 1, 1)).expand(1, 3, 6, 8)
+    luma = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    pixels = torch.arange(48)
+    neighbours = _neighbour_index(6, 8, pixels)
+    flat_rgb = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    by_colour = colour_affinities(flat_rgb, pixels, neighbours).view(6, 8, 8)
+    by_grey = colour_affinities(luma.flatten(), pixels, neighbours).view(6, 8, 8)
+    torch.testing.assert_close(by_colour.sum(-1), torch.ones(6, 8))
+    assert by_colour[2, 3, [2, 4, 7]].sum() < 0.01
+    torch.testing.assert_close(by_grey[2, 3], torch.full((8,), 1 / 8))
+    # One channel given as [P, 1] is the grey case exactly.
+    assert torch.equal(colour_affinities(luma.reshape(-1, 1), pixels, neighbours).view(6, 8, 8),
+                       by_grey)
+
+
 def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():
     # Two surfaces (1 m left, 3 m right) of different colour; a wide hole covers their
     # boundary. Colour says where the boundary runs, so the guided fill puts each side's
@@ -226,19 +245,18 @@ def test_guided_multigrid_initial_fill_in_the_network():
         d0 = model(rgb, depth)[-1]
     valid = depth > 0
     torch.testing.assert_close(d0[valid], depth[valid])
-    gray = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     m = config.pad_multiple
     pad = ((-30) % m, (-20) % m)
     norm = torch.nn.functional.pad(depth / config.max_depth_m, (0, pad[0], 0, pad[1]))
-    gray = torch.nn.functional.pad(gray, (0, pad[0], 0, pad[1]), mode='replicate')
-    expected = guided_multigrid_fill(norm, (norm > 0).float(), gray, config.fill_iterations)
+    colour = torch.nn.functional.pad(rgb, (0, pad[0], 0, pad[1]), mode='replicate')
+    expected = guided_multigrid_fill(norm, (norm > 0).float(), colour, config.fill_iterations)
     torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
     # The sweep count is the config's: a quarter of the sweeps, the guided fill's own result.
     fewer_sweeps = build_s2ml(replace(config, fill_iterations=5)).eval()
     fewer_sweeps.load_state_dict(model.state_dict())
     with torch.no_grad():
         d0_5 = fewer_sweeps(rgb, depth)[-1]
-    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), gray, 5)
+    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), colour, 5)
     torch.testing.assert_close(d0_5, expected_5[..., :20, :30] * config.max_depth_m)
     assert config.fill_iterations == 20 and not torch.allclose(d0_5, d0)
     # So is the solver: Jacobi sweeps (what older weights were trained with) differ.
@@ -246,9 +264,19 @@ def test_guided_multigrid_initial_fill_in_the_network():
     jacobi.load_state_dict(model.state_dict())
     with torch.no_grad():
         d0_jacobi = jacobi(rgb, depth)[-1]
-    expected_jacobi = guided_multigrid_fill(norm, (norm > 0).float(), gray, 20, solver='jacobi')
+    expected_jacobi = guided_multigrid_fill(norm, (norm > 0).float(), colour, 20,
+                                            solver='jacobi')
     torch.testing.assert_close(d0_jacobi, expected_jacobi[..., :20, :30] * config.max_depth_m)
     assert config.fill_solver == 'sor' and not torch.allclose(d0_jacobi, d0)
+    # And the guide: grey affinities (what older weights were trained with) differ.
+    grey = build_s2ml(replace(config, fill_guide='gray')).eval()
+    grey.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        d0_grey = grey(rgb, depth)[-1]
+    luma = (colour * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    expected_grey = guided_multigrid_fill(norm, (norm > 0).float(), luma, 20)
+    torch.testing.assert_close(d0_grey, expected_grey[..., :20, :30] * config.max_depth_m)
+    assert config.fill_guide == 'rgb' and not torch.allclose(d0_grey, d0)
 
 
 def _exact_colorization(depth, mask, gray):
@@ -392,6 +420,8 @@ def test_config_validation_names_the_bad_value():
         S2MLConfig(fill_iterations=0)
     with pytest.raises(ConfigError, match="fill_solver must be one of .*got 'newton'"):
         S2MLConfig(fill_solver='newton')
+    with pytest.raises(ConfigError, match="fill_guide must be one of .*got 'hsv'"):
+        S2MLConfig(fill_guide='hsv')
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

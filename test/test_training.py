@@ -57,10 +57,11 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
     train.main(common + ['--output-dir', str(tmp_path / 'b'), '--initial-fill',
                          'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
                          '--planted-weight', '2.0', '--decals', '0.5', '--camera-colour', '0.5',
-                         '--fill-iterations', '12', '--fill-solver', 'jacobi'])
+                         '--fill-iterations', '12', '--fill-solver', 'jacobi',
+                         '--fill-guide', 'gray'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
     assert info.config.initial_fill == 'guided_multigrid' and info.config.fill_iterations == 12
-    assert info.config.fill_solver == 'jacobi'
+    assert info.config.fill_solver == 'jacobi' and info.config.fill_guide == 'gray'
     assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
     assert info.provenance['init_from_sha256'] == start_info.sha256
@@ -203,6 +204,17 @@ def test_robustness_degradations_corrupt_inputs_only() -> None:
         degrade(rgb, depth, 'fog', np.random.default_rng(0))
 
 
+def test_evaluate_scores_the_initial_fill_on_either_guide() -> None:
+    from training import evaluate
+    common = ['--data', 'sim', '--num-samples', '2', '--sim-size', '64', '48', '--baselines',
+              '--initial-fills', 'guided_multigrid', '--no-progress']
+    by_colour = evaluate.main(common)['sim_test']
+    by_grey = evaluate.main(common + ['--fill-guide', 'gray'])['sim_test']
+    assert set(by_colour) == {'fill:guided_multigrid'}
+    assert set(by_grey) == {'fill:guided_multigrid:gray'}
+    assert by_colour['fill:guided_multigrid'] != by_grey['fill:guided_multigrid:gray']
+
+
 def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> None:
     from s2ml_ros.model import build_s2ml, save_checkpoint
     from training import change_fill
@@ -213,15 +225,18 @@ def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> Non
                              {'seed': 4})
     model, info = load_checkpoint(source)
     copy = change_fill.main([str(source), str(tmp_path / 'sor.safetensors'),
-                             '--fill-solver', 'sor', '--fill-iterations', '12'])
+                             '--fill-solver', 'sor', '--fill-iterations', '12',
+                             '--fill-guide', 'gray'])
     changed, changed_info = load_checkpoint(copy)
-    assert (changed_info.config.fill_solver, changed_info.config.fill_iterations) == ('sor', 12)
+    assert (changed_info.config.fill_solver, changed_info.config.fill_iterations,
+            changed_info.config.fill_guide) == ('sor', 12, 'gray')
     assert changed_info.config.initial_fill == info.config.initial_fill
     for key, value in model.state_dict().items():
         assert torch.equal(value, changed.state_dict()[key])
     record = changed_info.provenance
     assert record['seed'] == 4 and record['fill_changed']['source_sha256'] == info.sha256
     assert record['fill_changed']['from']['fill_solver'] == 'jacobi'
+    assert record['fill_changed']['from']['fill_guide'] == 'rgb'
     # The new setting is what runs: the copy's D_0 differs from the source's.
     rgb, depth = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32) + 0.5
     depth[..., 8:24, 8:24] = 0
@@ -253,7 +268,7 @@ def test_shipped_weights_improve_on_their_own_initial_fill_on_the_simulated_test
     config = predictor.info.config
     methods = {'network': predictor.predict, 'telea': fill_telea,
                'initial fill': initial_fill_method(config.initial_fill, config.fill_iterations,
-                                                   config.fill_solver)}
+                                                   config.fill_solver, config.fill_guide)}
     frames = SimulatedRgbd(12, 320, 240, ['structured_light', 'active_stereo', 'tof'], 'test')
     errors = {name: [] for name in methods}
     for index in range(len(frames)):

@@ -1,10 +1,10 @@
 """
 Copy a checkpoint with other settings of its parameter-free initial fill D_0.
 
-``initial_fill``, ``fill_iterations`` and ``fill_solver`` have no weights, so trained weights can
-run on another setting without retraining (measure it: the cascade learned to refine the fill it
-was trained on). The copy records the change and the source file's SHA-256 in its provenance.
-Example, from the repository root::
+``initial_fill``, ``fill_iterations``, ``fill_solver`` and ``fill_guide`` have no weights, so
+trained weights can run on another setting without retraining (measure it: the cascade learned
+to refine the fill it was trained on). The copy records the change and the source file's
+SHA-256 in its provenance. Example, from the repository root::
 
     python -m training.change_fill runs/my_run/best.safetensors my_sor.safetensors \
         --fill-solver sor
@@ -17,7 +17,7 @@ import sys
 from typing import Any, List, Mapping, Optional
 
 from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_FIELDS, FILL_SOLVERS, INITIAL_FILLS
+from s2ml_ros.model.config import FILL_FIELDS, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS
 
 
 def change_fill(source: Path, destination: Path,
@@ -65,10 +65,12 @@ def main(argv: Optional[List[str]] = None) -> Path:
     p.add_argument('--initial-fill', choices=list(INITIAL_FILLS), default=None)
     p.add_argument('--fill-iterations', type=int, default=None)
     p.add_argument('--fill-solver', choices=list(FILL_SOLVERS), default=None)
+    p.add_argument('--fill-guide', choices=list(FILL_GUIDES), default=None)
     args = p.parse_args(argv)
     try:
         path = change_fill(args.source, args.destination, initial_fill=args.initial_fill,
-                           fill_iterations=args.fill_iterations, fill_solver=args.fill_solver)
+                           fill_iterations=args.fill_iterations, fill_solver=args.fill_solver,
+                           fill_guide=args.fill_guide)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise SystemExit(f'error: {exc}') from exc
     print(f'wrote {path}')

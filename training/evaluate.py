@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
-from s2ml_ros.model.config import FILL_SOLVERS, INITIAL_FILLS, S2MLConfig
+from s2ml_ros.model.config import FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS, S2MLConfig
 from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
@@ -128,7 +128,8 @@ def model_methods(path: str, device: str, keep_measured: bool, precision: str = 
 
 
 def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterations,
-                        fill_solver: str = S2MLConfig.fill_solver) -> Method:
+                        fill_solver: str = S2MLConfig.fill_solver,
+                        fill_guide: str = S2MLConfig.fill_guide) -> Method:
     """
     Wrap one of the network's parameter-free initial fills D_0 as a method ('fill:<name>').
 
@@ -137,6 +138,7 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
     :param name: One of :data:`s2ml_ros.model.config.INITIAL_FILLS` except 'zeros'.
     :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'.
     :param fill_solver: Sweeps of 'guided_multigrid': 'sor' or 'jacobi'.
+    :param fill_guide: Guide image of 'guided_multigrid': 'rgb' or 'gray'.
     """
     if name not in INITIAL_FILLS or name == 'zeros':
         raise SystemExit(f'unknown initial fill {name!r}; choose from '
@@ -148,7 +150,8 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
         m = torch.from_numpy(valid.astype(np.float32))[None, None]
         colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
         with torch.inference_mode():
-            return initial_fill(d, m, colour, name, fill_iterations, fill_solver)[0, 0].numpy()
+            return initial_fill(d, m, colour, name, fill_iterations, fill_solver,
+                                fill_guide)[0, 0].numpy()
     return run
 
 
@@ -263,6 +266,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--fill-solver', default=S2MLConfig.fill_solver, choices=list(FILL_SOLVERS),
                    help='sweeps of the guided_multigrid initial fill (default: the model '
                         'default)')
+    p.add_argument('--fill-guide', default=S2MLConfig.fill_guide, choices=list(FILL_GUIDES),
+                   help='guide image of the guided_multigrid initial fill (default: the model '
+                        'default)')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
@@ -300,7 +306,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
             label += f'@{args.fill_iterations}'
         if name == 'guided_multigrid' and args.fill_solver != S2MLConfig.fill_solver:
             label += f':{args.fill_solver}'
-        methods[label] = initial_fill_method(name, args.fill_iterations, args.fill_solver)
+        if name == 'guided_multigrid' and args.fill_guide != S2MLConfig.fill_guide:
+            label += f':{args.fill_guide}'
+        methods[label] = initial_fill_method(name, args.fill_iterations, args.fill_solver,
+                                             args.fill_guide)
     stems = [Path(path).stem for path in args.checkpoint]
     for path, stem in zip(args.checkpoint, stems):
         # Runs all write best.safetensors: name such files by their folder as well.

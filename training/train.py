@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_FIELDS, FILL_SOLVERS, INITIAL_FILLS
+from s2ml_ros.model.config import FILL_FIELDS, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -56,6 +56,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="override the guided multigrid fill's full-resolution sweeps")
     p.add_argument('--fill-solver', default=None, choices=list(FILL_SOLVERS),
                    help="override the guided multigrid fill's sweeps (sor or jacobi)")
+    p.add_argument('--fill-guide', default=None, choices=list(FILL_GUIDES),
+                   help="override the guided multigrid fill's guide image (rgb or gray)")
     p.add_argument('--num-pairs', type=int, default=None,
                    help="override the variant's number of fusion pairs K")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
@@ -328,6 +330,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         config = dataclasses.replace(config, fill_iterations=args.fill_iterations)
     if args.fill_solver is not None:
         config = dataclasses.replace(config, fill_solver=args.fill_solver)
+    if args.fill_guide is not None:
+        config = dataclasses.replace(config, fill_guide=args.fill_guide)
     if args.num_pairs is not None:
         config = dataclasses.replace(config, num_pairs=args.num_pairs)
     model = S2ML(config)

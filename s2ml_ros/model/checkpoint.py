@@ -137,12 +137,14 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Checkpoint
     try:
         values = json.loads(metadata['config'])
         # Checkpoints written before the initial fill existed ran the cascade on zeros, before
-        # fill_iterations existed on 5 sweeps, before fill_solver existed on Jacobi sweeps; the
-        # dataclass defaults must not silently give them a fill they were not trained with.
+        # fill_iterations existed on 5 sweeps, before fill_solver existed on Jacobi sweeps,
+        # before fill_guide existed on grey affinities; the dataclass defaults must not
+        # silently give them a fill they were not trained with.
         if isinstance(values, dict):
             values.setdefault('initial_fill', 'zeros')
             values.setdefault('fill_iterations', 5)
             values.setdefault('fill_solver', 'jacobi')
+            values.setdefault('fill_guide', 'gray')
         config = S2MLConfig.from_dict(values)
         provenance = json.loads(metadata.get('provenance', '{}'))
     except (KeyError, json.JSONDecodeError, TypeError, ConfigError) as exc:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .config import FILL_SOLVERS
+from .config import FILL_GUIDES, FILL_SOLVERS
 
 
 def pyramid_fill(depth: torch.Tensor, mask: torch.Tensor, local: bool = False) -> torch.Tensor:
@@ -84,27 +84,32 @@ def _neighbour_index(height: int, width: int, pixels: torch.Tensor) -> torch.Ten
     return image[:, None] * plane + ny * width + nx
 
 
-def colour_affinities(gray: torch.Tensor, pixels: torch.Tensor, neighbours: torch.Tensor
+def colour_affinities(guide: torch.Tensor, pixels: torch.Tensor, neighbours: torch.Tensor
                       ) -> torch.Tensor:
     """
-    Normalised 3x3 grey-level affinities of Levin et al.'s colorization (NYU toolbox weights).
+    Normalised 3x3 colour affinities of Levin et al.'s colorization (NYU toolbox weights).
 
-    w_rs = exp(-(Y_r - Y_s)^2 / sigma_r) with sigma_r = max(0.6 var_r, min_s (Y_r - Y_s)^2 /
-    ln 100, 2e-6), var_r the grey variance of the 3x3 window, so every pixel has at least one
-    neighbour of weight >= 0.01 and flat regions average evenly.
+    w_rs = exp(-|I_r - I_s|^2 / sigma_r) with sigma_r = max(0.6 var_r, min_s |I_r - I_s|^2 /
+    ln 100, 2e-6), var_r the variance of the 3x3 window, so every pixel has at least one
+    neighbour of weight >= 0.01 and flat regions average evenly. With C channels, squared
+    differences and variances are means over the channels: one grey channel gives the NYU
+    toolbox's weights exactly; RGB also separates surfaces of equal brightness and different
+    hue.
 
-    :param gray: Grey levels, flat [B*H*W], in [0, 1].
+    :param guide: Guide image, flat [B*H*W] (grey) or [B*H*W, C], in [0, 1].
     :param pixels: Flat indices [N] of the pixels r.
     :param neighbours: Flat indices [N, 8] of their neighbours s (:func:`_neighbour_index`).
     :return: Weights [N, 8], each row summing to 1.
     """
-    centre = gray[pixels][:, None]
-    around = gray[neighbours]
-    diff2 = (around - centre) ** 2
+    if guide.dim() == 1:
+        guide = guide[:, None]
+    centre = guide[pixels][:, None]
+    around = guide[neighbours]
+    diff2 = ((around - centre) ** 2).mean(-1)
     window_mean = (around.sum(1, keepdim=True) + centre) / 9.0
-    # Two-pass variance: E[Y^2] - E[Y]^2 cancels badly in float32 on flat patches.
-    window_var = (((around - window_mean) ** 2).sum(1, keepdim=True)
-                  + (centre - window_mean) ** 2) / 9.0
+    # Two-pass variance: E[I^2] - E[I]^2 cancels badly in float32 on flat patches.
+    window_var = ((((around - window_mean) ** 2).sum(1, keepdim=True)
+                   + (centre - window_mean) ** 2) / 9.0).mean(-1)
     min_diff2 = diff2.amin(1, keepdim=True)
     sigma = torch.maximum(0.6 * window_var, min_diff2 / math.log(100.0)).clamp_min(2e-6)
     weights = torch.exp(-diff2 / sigma)
@@ -138,7 +143,7 @@ def _fill_support(mask: torch.Tensor) -> torch.Tensor:
 SOR_RELAXATION = 1.5
 
 
-def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.Tensor,
+def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor,
                           fine_iterations: int, max_iterations: Optional[int] = None,
                           coarsest_side: int = 8, solver: str = 'sor') -> torch.Tensor:
     """
@@ -147,7 +152,7 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     Colorization (the fill that made NYU-Depth V2's filled depth) asks every hole pixel to
     equal the colour-affinity-weighted average of its 8 neighbours, measured pixels fixed, and
     solves the sparse system exactly: seconds per frame. Here the same equations are relaxed
-    with sweeps coarse-to-fine (a cascadic multigrid): the grey image, depth and mask are
+    with sweeps coarse-to-fine (a cascadic multigrid): the guide image, depth and mask are
     average-pooled down to ``coarsest_side`` pixels, the coarsest level starts from
     :func:`pyramid_fill`, and each finer level starts from the upsampled coarser solution and
     runs ``fine_iterations * 2**level`` sweeps (at most ``max_iterations``; level 0 = full
@@ -164,7 +169,8 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
 
     :param depth: Depth [B, 1, H, W] (any unit), 0 in holes.
     :param mask: Validity [B, 1, H, W], 1 = measured, 0 = hole.
-    :param gray: Grey level [B, 1, H, W] in [0, 1], registered to the depth.
+    :param guide: Guide image [B, C, H, W] in [0, 1] registered to the depth, whose
+        :func:`colour_affinities` weight the neighbours: grey (C = 1) or colour.
     :param fine_iterations: Sweeps at full resolution (``S2MLConfig.fill_iterations``).
     :param max_iterations: Most sweeps at any level (None: 4 x ``fine_iterations`` for 'sor',
         16 x for 'jacobi').
@@ -178,10 +184,10 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
     if max_iterations is None:
         max_iterations = (4 if solver == 'sor' else 16) * fine_iterations
     support = _fill_support(mask)
-    levels = [(depth * mask, mask, gray)]
+    levels = [(depth * mask, mask, guide)]
     if min(mask.shape[-2:]) > coarsest_side:
         levels.append(tuple(F.avg_pool2d(t, 2, ceil_mode=True)
-                            for t in (depth * support, support, gray)))
+                            for t in (depth * support, support, guide)))
     while min(levels[-1][1].shape[-2:]) > coarsest_side:
         d, m, g = levels[-1]
         levels.append(tuple(F.avg_pool2d(t, 2, ceil_mode=True) for t in (d, m, g)))
@@ -204,7 +210,8 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, gray: torch.T
             continue
         height, width = d.shape[-2:]
         neighbours = _neighbour_index(height, width, holes)
-        weights = colour_affinities(g.flatten(), holes, neighbours)
+        weights = colour_affinities(g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]), holes,
+                                    neighbours)
         if solver == 'sor':
             # x <- (1 - w) x + w * sum(a x_n) as one weighted gather over [self, neighbours].
             neighbours = torch.cat([holes[:, None], neighbours], 1)
@@ -231,7 +238,8 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
-                 fill_iterations: int, fill_solver: str = 'sor') -> torch.Tensor:
+                 fill_iterations: int, fill_solver: str = 'sor', fill_guide: str = 'rgb'
+                 ) -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
@@ -244,12 +252,19 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
         (``S2MLConfig.fill_iterations``).
     :param fill_solver: 'sor' or 'jacobi', the sweeps of 'guided_multigrid'
         (``S2MLConfig.fill_solver``).
+    :param fill_guide: 'rgb' or 'gray', the image whose affinities guide 'guided_multigrid'
+        (``S2MLConfig.fill_guide``).
     :return: D_0 [B, 1, H, W].
+    :raises ValueError: For an unknown guide.
     """
     if kind == 'guided_multigrid':
-        luma = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-        gray = (rgb.clamp(0.0, 1.0) * luma).sum(1, keepdim=True)
-        return guided_multigrid_fill(depth, mask, gray, fill_iterations, solver=fill_solver)
+        if fill_guide not in FILL_GUIDES:
+            raise ValueError(f'fill_guide must be one of {FILL_GUIDES}, got {fill_guide!r}')
+        guide = rgb.clamp(0.0, 1.0)
+        if fill_guide == 'gray':
+            luma = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+            guide = (guide * luma).sum(1, keepdim=True)
+        return guided_multigrid_fill(depth, mask, guide, fill_iterations, solver=fill_solver)
     if kind == 'zeros':
         return depth * mask
     return pyramid_fill(depth, mask, local=kind == 'local_pyramid')

@@ -97,7 +97,8 @@ class S2ML(nn.Module):
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
         depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill,
-                               self.config.fill_iterations, self.config.fill_solver)
+                               self.config.fill_iterations, self.config.fill_solver,
+                               self.config.fill_guide)
         rgb_n = (rgb - self.rgb_mean) / self.rgb_std
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
