@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 from s2ml_ros.model import build_s2ml, ConfigError, get_config, S2ML, S2MLConfig
 from s2ml_ros.model.layers import (_neighbour_index, colour_affinities, guided_multigrid_fill,
-                                   pyramid_fill, shifted_window_mask, SpectralFusion, SwinBlock,
-                                   window_partition, window_reverse)
+                                   initial_fill, pyramid_fill, shifted_window_mask,
+                                   SpectralFusion, SwinBlock, window_partition, window_reverse)
 import torch
 
 
@@ -167,6 +167,26 @@ def test_colour_affinities_on_rgb_separate_equal_brightness_hues():
     # One channel given as [P, 1] is the grey case exactly.
     assert torch.equal(colour_affinities(luma.reshape(-1, 1), pixels, neighbours).view(6, 8, 8),
                        by_grey)
+
+
+def test_initial_fill_guides_keep_equal_brightness_surfaces_apart():
+    # Two surfaces (1 m and 3 m) of the same luma and different hue, both with a strong
+    # brightness texture, meet under a wide hole. Grey sees no boundary; RGB sees it through
+    # the texture; weighing chroma over luma sees it best.
+    depth = torch.ones(1, 1, 48, 64)
+    depth[..., 32:] = 3.0
+    warm, cool = torch.tensor([0.55, 0.35, 0.30]), torch.tensor([0.35, 0.42, 0.45])
+    rgb = torch.where(depth > 2, cool.view(1, 3, 1, 1), warm.view(1, 3, 1, 1))
+    rgb = rgb * (1 + 0.5 * torch.rand(1, 1, 48, 64, generator=torch.Generator().manual_seed(0)))
+    mask = torch.ones_like(depth)
+    mask[..., 8:40, 16:48] = 0
+    error = {}
+    for guide in ('chroma', 'rgb', 'gray'):
+        filled = initial_fill(depth * mask, mask, rgb, 'guided_multigrid', 20, 'sor', guide)
+        error[guide] = float((filled - depth)[mask == 0].abs().mean())
+    assert error['chroma'] < 0.6 * error['rgb'] and error['rgb'] < 0.2 * error['gray'], error
+    with pytest.raises(ValueError, match="fill_guide must be one of .*got 'hsv'"):
+        initial_fill(depth * mask, mask, rgb, 'guided_multigrid', 20, 'sor', 'hsv')
 
 
 def test_guided_multigrid_fill_follows_colour_edges_across_a_hole():

@@ -138,7 +138,7 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
     :param name: One of :data:`s2ml_ros.model.config.INITIAL_FILLS` except 'zeros'.
     :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'.
     :param fill_solver: Sweeps of 'guided_multigrid': 'sor' or 'jacobi'.
-    :param fill_guide: Guide image of 'guided_multigrid': 'rgb' or 'gray'.
+    :param fill_guide: Guide image of 'guided_multigrid': 'chroma', 'rgb' or 'gray'.
     """
     if name not in INITIAL_FILLS or name == 'zeros':
         raise SystemExit(f'unknown initial fill {name!r}; choose from '

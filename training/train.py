@@ -57,7 +57,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--fill-solver', default=None, choices=list(FILL_SOLVERS),
                    help="override the guided multigrid fill's sweeps (sor or jacobi)")
     p.add_argument('--fill-guide', default=None, choices=list(FILL_GUIDES),
-                   help="override the guided multigrid fill's guide image (rgb or gray)")
+                   help="override the guided multigrid fill's guide image (chroma, rgb or gray)")
     p.add_argument('--num-pairs', type=int, default=None,
                    help="override the variant's number of fusion pairs K")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
