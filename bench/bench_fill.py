@@ -8,10 +8,11 @@ fill.
 """
 
 import argparse
+import functools
 import statistics
 import time
 
-from s2ml_ros.model.layers import guided_multigrid_fill, pyramid_fill
+from s2ml_ros.model.layers import guided_multigrid_fill, initial_fill, pyramid_fill
 import torch
 
 
@@ -34,16 +35,16 @@ def main() -> None:
         'pyramid': lambda: pyramid_fill(depth, mask),
         'local_pyramid': lambda: pyramid_fill(depth, mask, local=True),
         # fill_iterations 5 (weights up to stage 4) and 20 (since stage 5), Jacobi sweeps (up
-        # to stage 6) and SOR sweeps (the default fill_solver), grey affinities (up to stage 6)
-        # and RGB ones (the default fill_guide).
+        # to stage 6) and SOR sweeps (the default fill_solver); grey affinities (up to stage 6),
+        # RGB ones (stage 12) and chroma-weighted ones (the default fill_guide).
         'guided_multigrid@5:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 5,
                                                                    solver='jacobi'),
         'guided_multigrid@20:jacobi': lambda: guided_multigrid_fill(depth, mask, gray, 20,
                                                                     solver='jacobi'),
-        'guided_multigrid@20:sor:gray': lambda: guided_multigrid_fill(depth, mask, gray, 20,
-                                                                      solver='sor'),
-        'guided_multigrid@20:sor:rgb': lambda: guided_multigrid_fill(depth, mask, colour, 20,
-                                                                     solver='sor'),
+        # Through initial_fill, so the guide's colour transform is timed with the sweeps.
+        **{f'guided_multigrid@20:sor:{guide}': functools.partial(
+            initial_fill, depth, mask, colour, 'guided_multigrid', 20, 'sor', guide)
+           for guide in ('gray', 'rgb', 'chroma')},
     }
     times = {name: [] for name in variants}
     with torch.inference_mode():

@@ -158,14 +158,14 @@ def test_colour_affinities_on_rgb_separate_equal_brightness_hues():
     luma = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     pixels = torch.arange(48)
     neighbours = _neighbour_index(6, 8, pixels)
-    flat_rgb = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    flat_rgb = rgb.transpose(0, 1).reshape(3, -1)
     by_colour = colour_affinities(flat_rgb, pixels, neighbours).view(6, 8, 8)
     by_grey = colour_affinities(luma.flatten(), pixels, neighbours).view(6, 8, 8)
     torch.testing.assert_close(by_colour.sum(-1), torch.ones(6, 8))
     assert by_colour[2, 3, [2, 4, 7]].sum() < 0.01
     torch.testing.assert_close(by_grey[2, 3], torch.full((8,), 1 / 8))
-    # One channel given as [P, 1] is the grey case exactly.
-    assert torch.equal(colour_affinities(luma.reshape(-1, 1), pixels, neighbours).view(6, 8, 8),
+    # One channel given as [1, P] is the grey case exactly.
+    assert torch.equal(colour_affinities(luma.reshape(1, -1), pixels, neighbours).view(6, 8, 8),
                        by_grey)
 
 
@@ -269,14 +269,19 @@ def test_guided_multigrid_initial_fill_in_the_network():
     pad = ((-30) % m, (-20) % m)
     norm = torch.nn.functional.pad(depth / config.max_depth_m, (0, pad[0], 0, pad[1]))
     colour = torch.nn.functional.pad(rgb, (0, pad[0], 0, pad[1]), mode='replicate')
-    expected = guided_multigrid_fill(norm, (norm > 0).float(), colour, config.fill_iterations)
+    # The default guide: BT.601 luma and chroma, chroma weighted 3x.
+    ycbcr = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]])
+    ycbcr[1:] *= 3.0
+    guide = torch.einsum('ck,bkhw->bchw', ycbcr, colour)
+    expected = guided_multigrid_fill(norm, (norm > 0).float(), guide, config.fill_iterations)
     torch.testing.assert_close(d0, expected[..., :20, :30] * config.max_depth_m)
     # The sweep count is the config's: a quarter of the sweeps, the guided fill's own result.
     fewer_sweeps = build_s2ml(replace(config, fill_iterations=5)).eval()
     fewer_sweeps.load_state_dict(model.state_dict())
     with torch.no_grad():
         d0_5 = fewer_sweeps(rgb, depth)[-1]
-    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), colour, 5)
+    expected_5 = guided_multigrid_fill(norm, (norm > 0).float(), guide, 5)
     torch.testing.assert_close(d0_5, expected_5[..., :20, :30] * config.max_depth_m)
     assert config.fill_iterations == 20 and not torch.allclose(d0_5, d0)
     # So is the solver: Jacobi sweeps (what older weights were trained with) differ.
@@ -284,19 +289,21 @@ def test_guided_multigrid_initial_fill_in_the_network():
     jacobi.load_state_dict(model.state_dict())
     with torch.no_grad():
         d0_jacobi = jacobi(rgb, depth)[-1]
-    expected_jacobi = guided_multigrid_fill(norm, (norm > 0).float(), colour, 20,
+    expected_jacobi = guided_multigrid_fill(norm, (norm > 0).float(), guide, 20,
                                             solver='jacobi')
     torch.testing.assert_close(d0_jacobi, expected_jacobi[..., :20, :30] * config.max_depth_m)
     assert config.fill_solver == 'sor' and not torch.allclose(d0_jacobi, d0)
-    # And the guide: grey affinities (what older weights were trained with) differ.
-    grey = build_s2ml(replace(config, fill_guide='gray')).eval()
-    grey.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        d0_grey = grey(rgb, depth)[-1]
+    # And the guide: plain RGB and grey affinities (what older weights were trained with).
     luma = (colour * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    expected_grey = guided_multigrid_fill(norm, (norm > 0).float(), luma, 20)
-    torch.testing.assert_close(d0_grey, expected_grey[..., :20, :30] * config.max_depth_m)
-    assert config.fill_guide == 'rgb' and not torch.allclose(d0_grey, d0)
+    assert config.fill_guide == 'chroma'
+    for other, other_guide in (('rgb', colour), ('gray', luma)):
+        guided = build_s2ml(replace(config, fill_guide=other)).eval()
+        guided.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            d0_other = guided(rgb, depth)[-1]
+        expected_other = guided_multigrid_fill(norm, (norm > 0).float(), other_guide, 20)
+        torch.testing.assert_close(d0_other, expected_other[..., :20, :30] * config.max_depth_m)
+        assert not torch.allclose(d0_other, d0), other
 
 
 def _exact_colorization(depth, mask, gray):

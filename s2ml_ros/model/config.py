@@ -71,7 +71,7 @@ class S2MLConfig:
     initial_fill: str = 'guided_multigrid'
     fill_iterations: int = 20
     fill_solver: str = 'sor'
-    fill_guide: str = 'rgb'
+    fill_guide: str = 'chroma'
     variant: str = 'custom'
 
     def __post_init__(self) -> None:

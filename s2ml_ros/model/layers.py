@@ -96,20 +96,24 @@ def colour_affinities(guide: torch.Tensor, pixels: torch.Tensor, neighbours: tor
     toolbox's weights exactly; RGB also separates surfaces of equal brightness and different
     hue.
 
-    :param guide: Guide image, flat [B*H*W] (grey) or [B*H*W, C], in [0, 1].
+    :param guide: Guide image, flat [B*H*W] (grey) or [C, B*H*W], in [0, 1].
     :param pixels: Flat indices [N] of the pixels r.
     :param neighbours: Flat indices [N, 8] of their neighbours s (:func:`_neighbour_index`).
     :return: Weights [N, 8], each row summing to 1.
     """
-    if guide.dim() == 1:
-        guide = guide[:, None]
-    centre = guide[pixels][:, None]
-    around = guide[neighbours]
-    diff2 = ((around - centre) ** 2).mean(-1)
-    window_mean = (around.sum(1, keepdim=True) + centre) / 9.0
-    # Two-pass variance: E[I^2] - E[I]^2 cancels badly in float32 on flat patches.
-    window_var = ((((around - window_mean) ** 2).sum(1, keepdim=True)
-                   + (centre - window_mean) ** 2) / 9.0).mean(-1)
+    planes = guide[None] if guide.dim() == 1 else guide
+    diff2 = window_var = 0.0
+    # One channel at a time: gathering from a [C, P] tensor's rows is several times faster
+    # than gathering [N, 8, C] from a [P, C] one.
+    for plane in planes:
+        centre = plane[pixels][:, None]
+        around = plane[neighbours]
+        diff2 = diff2 + (around - centre) ** 2
+        window_mean = (around.sum(1, keepdim=True) + centre) / 9.0
+        # Two-pass variance: E[I^2] - E[I]^2 cancels badly in float32 on flat patches.
+        window_var = window_var + (((around - window_mean) ** 2).sum(1, keepdim=True)
+                                   + (centre - window_mean) ** 2) / 9.0
+    diff2, window_var = diff2 / len(planes), window_var / len(planes)
     min_diff2 = diff2.amin(1, keepdim=True)
     sigma = torch.maximum(0.6 * window_var, min_diff2 / math.log(100.0)).clamp_min(2e-6)
     weights = torch.exp(-diff2 / sigma)
@@ -210,7 +214,7 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.
             continue
         height, width = d.shape[-2:]
         neighbours = _neighbour_index(height, width, holes)
-        weights = colour_affinities(g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]), holes,
+        weights = colour_affinities(g.transpose(0, 1).reshape(g.shape[1], -1), holes,
                                     neighbours)
         if solver == 'sor':
             # x <- (1 - w) x + w * sum(a x_n) as one weighted gather over [self, neighbours].
