@@ -248,8 +248,8 @@ CHROMA_WEIGHT = 3.0
 
 
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
-                 fill_iterations: int, fill_solver: str = 'sor', fill_guide: str = 'rgb'
-                 ) -> torch.Tensor:
+                 fill_iterations: int, fill_solver: str = 'sor',
+                 fill_guide: str = 'chroma') -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
@@ -273,9 +273,9 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
         guide = rgb.clamp(0.0, 1.0)
         if fill_guide != 'rgb':
             rows = [LUMA] + (list(CHROMA) if fill_guide == 'chroma' else [])
-            weights = torch.tensor(rows, dtype=rgb.dtype, device=rgb.device)
-            weights[1:] *= CHROMA_WEIGHT
-            guide = torch.einsum('ck,bkhw->bchw', weights, guide)
+            to_guide = torch.tensor(rows, dtype=rgb.dtype, device=rgb.device)
+            to_guide[1:] *= CHROMA_WEIGHT
+            guide = torch.einsum('ck,bkhw->bchw', to_guide, guide)
         return guided_multigrid_fill(depth, mask, guide, fill_iterations, solver=fill_solver)
     if kind == 'zeros':
         return depth * mask
