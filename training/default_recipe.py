@@ -4,9 +4,10 @@ Retrain the shipped default weights with one command: eight training stages in t
 Each stage is an experiment config in ``training/configs/`` that starts from the best checkpoint
 of the one before; the last stage's best checkpoint, trained on the initial fill the shipped
 ``s2ml_ros/weights/s2ml_tiny.safetensors`` runs, is copied to ``--out`` with the record of every
-stage in its provenance. About 4.5 hours on a 2-core CPU; with the current code, stages 4-6
-come out close to the shipped ones but not bit for bit (docs/training_log.md). From the
-repository root::
+stage in its provenance. About 5 hours of epochs on a 2-core CPU (5 h 2 min as run), plus
+validation and, on a first run, about 7 minutes rendering the frame cache; with the current code,
+stages 4-6 come out close to the shipped ones but not bit for bit (docs/training_log.md). From
+the repository root::
 
     python -m training.default_recipe --out runs/s2ml_tiny.safetensors
 

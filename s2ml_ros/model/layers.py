@@ -11,6 +11,7 @@ log-domain amplitude correction and a unit-circle phase correction (see docs/arc
 Layouts: conv and FFT blocks are NCHW; attention blocks are NHWC.
 """
 
+import functools
 import math
 from typing import Dict, Optional, Tuple
 
@@ -247,6 +248,23 @@ CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 CHROMA_WEIGHT = 3.0
 
 
+@functools.lru_cache(maxsize=None)
+def _guide_transform(fill_guide: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """
+    RGB-to-guide matrix of a grey or chroma guide, made once per dtype and device.
+
+    Built per call it was a host-to-device copy on every frame on CUDA.
+
+    :return: [1, 3] (luma) or [3, 3] (luma and weighted chroma), read only.
+    """
+    rows = [LUMA] + (list(CHROMA) if fill_guide == 'chroma' else [])
+    # A normal tensor even when first asked for under inference_mode, so training may use it.
+    with torch.inference_mode(False):
+        transform = torch.tensor(rows, dtype=dtype, device=device)
+        transform[1:] *= CHROMA_WEIGHT
+    return transform
+
+
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
                  fill_iterations: int, fill_solver: str = 'sor',
                  fill_guide: str = 'chroma') -> torch.Tensor:
@@ -272,10 +290,8 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
             raise ValueError(f'fill_guide must be one of {FILL_GUIDES}, got {fill_guide!r}')
         guide = rgb.clamp(0.0, 1.0)
         if fill_guide != 'rgb':
-            rows = [LUMA] + (list(CHROMA) if fill_guide == 'chroma' else [])
-            to_guide = torch.tensor(rows, dtype=rgb.dtype, device=rgb.device)
-            to_guide[1:] *= CHROMA_WEIGHT
-            guide = torch.einsum('ck,bkhw->bchw', to_guide, guide)
+            guide = torch.einsum('ck,bkhw->bchw',
+                                 _guide_transform(fill_guide, rgb.dtype, rgb.device), guide)
         return guided_multigrid_fill(depth, mask, guide, fill_iterations, solver=fill_solver)
     if kind == 'zeros':
         return depth * mask
