@@ -210,6 +210,22 @@ def test_sensor_variation_changes_the_holes_not_the_scene_and_caches_apart(
         SimulatedRgbd(2, 64, 48, sensor_variation=-1)
 
 
+def test_camouflage_changes_the_colour_not_the_depth_and_caches_apart(tmp_path: Path) -> None:
+    plain = SimulatedRgbd(4, 64, 48, sensors=['active_stereo'], cache_dir=tmp_path)
+    camo = SimulatedRgbd(4, 64, 48, sensors=['active_stereo'], cache_dir=tmp_path,
+                         camouflage=1.0)
+    recoloured = 0
+    for i in range(4):
+        p, c = plain.sample(i), camo.sample(i)
+        np.testing.assert_array_equal(p['gt'], c['gt'])
+        recoloured += not np.array_equal(p['rgb'], c['rgb'])
+    assert recoloured >= 3
+    assert len(list(tmp_path.glob('active_stereo_c1_64x48_*.npz'))) == 4
+    assert len(list(tmp_path.glob('active_stereo_64x48_*.npz'))) == 4
+    with pytest.raises(ValueError, match='camouflage must be in \\[0, 1\\], got 2'):
+        SimulatedRgbd(2, 64, 48, camouflage=2)
+
+
 def _sample() -> dict:
     k = Intrinsics(50.0, 52.0, 21.3, 13.7, W, H)
     return {'rgb': _color(0), 'depth': _depth(0), 'gt': _depth(0), 'intrinsics': k}

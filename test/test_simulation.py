@@ -224,6 +224,44 @@ def test_camera_accepts_a_real_camera_model_and_changes_rooms() -> None:
     assert not np.array_equal(b.depth_gt_m, c.depth_gt_m)
 
 
+def test_camouflage_recolours_objects_like_their_surroundings_and_keeps_geometry() -> None:
+    scene = Scene.random(np.random.default_rng(4))
+    same = scene.camouflaged(np.random.default_rng(0), 0.0)
+    assert same == scene
+    all_ = scene.camouflaged(np.random.default_rng(0), 1.0)
+    surroundings = {scene.floor.color, scene.walls.color}
+    surroundings |= {p.color for p in scene.primitives}
+    eligible = (Material.MATTE, Material.TEXTURED)
+    new_look = {}
+    for old, new in zip(scene.primitives, all_.primitives):
+        # Geometry, material and label are kept: the sensor loses the same pixels.
+        assert (new.kind, new.center, new.size, new.yaw, new.material, new.label) == \
+            (old.kind, old.center, old.size, old.yaw, old.material, old.label)
+        if old.material not in eligible:
+            assert new == old
+            continue
+        # Within a few percent of the look of the walls, the floor or another object.
+        assert min(np.abs(np.subtract(new.color, c)).max() for c in surroundings) < 0.2
+        # The parts of one piece of furniture change together.
+        assert new_look.setdefault(old.color, new.color) == new.color
+    assert sum(a != b for a, b in zip(scene.primitives, all_.primitives)) > 0
+    with pytest.raises(ValueError, match='camouflage probability must be in \\[0, 1\\], got 1.5'):
+        scene.camouflaged(np.random.default_rng(0), 1.5)
+
+
+def test_camouflaged_camera_changes_colour_only() -> None:
+    plain = SimulatedRgbdCamera(80, 60, 'structured_light', seed=5).frame_at(2)
+    zero = SimulatedRgbdCamera(80, 60, 'structured_light', seed=5, camouflage=0.0).frame_at(2)
+    camo = SimulatedRgbdCamera(80, 60, 'structured_light', seed=5, camouflage=1.0).frame_at(2)
+    np.testing.assert_array_equal(zero.rgb, plain.rgb)
+    np.testing.assert_array_equal(camo.depth_gt_m, plain.depth_gt_m)
+    np.testing.assert_array_equal(camo.material, plain.material)
+    np.testing.assert_array_equal(camo.pose, plain.pose)
+    assert not np.array_equal(camo.rgb, plain.rgb)
+    with pytest.raises(ValueError, match='camouflage must be in'):
+        SimulatedRgbdCamera(80, 60, camouflage=-0.1)
+
+
 # Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.
 REAL = Path(os.environ.get('S2ML_REAL_FRAMES', '/nonexistent')) / 'tum_slambook'
 

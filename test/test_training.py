@@ -91,6 +91,13 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     args = train.parse_args(['-c', SMOKE, '--sensor-variation', '0.5'])
     train_set, val_set = train.build_datasets(args)
     assert train_set.sensor_variation == 0.5 and val_set.sensor_variation == 0
+    with pytest.raises(SystemExit):  # only simulated rooms are recoloured
+        train.parse_args(['-c', SMOKE, '--camouflage', '0.5', '--data', 'folder'])
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--camouflage', '1.5'])
+    args = train.parse_args(['-c', SMOKE, '--camouflage', '0.5'])
+    train_set, val_set = train.build_datasets(args)
+    assert train_set.camouflage == 0.5 and val_set.camouflage == 0  # validation as drawn
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
     # Colour augmentations are off unless asked for, and land in the training pipeline.

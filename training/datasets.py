@@ -575,19 +575,25 @@ class SimulatedRgbd(_FrameDataset):
         simulator.
     :param sensor_variation: Strength of the per-item variation of the sensor's hole and noise
         parameters around the preset (:meth:`SensorModel.varied`); 0 = the presets exactly.
+    :param camouflage: Share of the matte and textured objects drawn with the look of a surface
+        they stand against (:meth:`Scene.camouflaged`), so that some depth edges have no
+        colour edge; 0 = the rooms as drawn.
     """
 
     def __init__(self, num_samples: int, width: int = 320, height: int = 240,
                  sensors: Sequence[str] = ('structured_light',), split: str = 'train',
                  seed_offset: int = 0, transform: Optional[Transform] = None,
                  seed: int = 0, cache_dir: Optional[PathLike] = None,
-                 sensor_variation: float = 0.0) -> None:
+                 sensor_variation: float = 0.0, camouflage: float = 0.0) -> None:
         super().__init__(transform, seed, 'raise')
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if not sensor_variation >= 0:
             raise ValueError(f'sensor_variation must be >= 0, got {sensor_variation}')
         self.sensor_variation = float(sensor_variation)
+        if not 0.0 <= camouflage <= 1.0:
+            raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
+        self.camouflage = float(camouflage)
         self.num_samples = int(num_samples)
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)
@@ -609,6 +615,8 @@ class SimulatedRgbd(_FrameDataset):
         seed, frame = self.seed_base + index, (index * 37) % 600
         name = f'sim_{seed}'
         variation = f'_v{self.sensor_variation:g}' if self.sensor_variation else ''
+        if self.camouflage:
+            variation += f'_c{self.camouflage:g}'
         cached = None
         if self.cache_dir is not None:
             cached = self.cache_dir / (
@@ -625,7 +633,8 @@ class SimulatedRgbd(_FrameDataset):
                     _logger.warning('re-rendering unreadable cache file %s: %s', cached, exc)
         model = SensorModel.from_preset(sensor).varied(
             np.random.default_rng([seed, frame, 11]), self.sensor_variation)
-        cam = SimulatedRgbdCamera(self.width, self.height, model, seed=seed)
+        cam = SimulatedRgbdCamera(self.width, self.height, model, seed=seed,
+                                  camouflage=self.camouflage)
         f = cam.frame_at(frame)
         if cached is not None:
             tmp = cached.with_name(cached.name + f'.{os.getpid()}.partial.npz')

@@ -89,6 +89,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--sensor-variation', type=float, default=0.0,
                    help='vary the range, dropout and noise of the simulated sensors per training '
                    'frame around the presets (1: the documented ranges; 0: presets exactly)')
+    p.add_argument('--camouflage', type=float, default=0.0,
+                   help='share of simulated matte and textured objects given the look of the '
+                   'walls, the floor or another object, so that some depth edges have no colour '
+                   'edge (training frames only; 0: the rooms as drawn)')
     p.add_argument('--sim-cache', default=None,
                    help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
@@ -169,6 +173,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.sensor_variation and args.data != 'sim':
         parser.error(f'--sensor-variation {args.sensor_variation} varies simulated sensors; '
                      f'--data is {args.data}')
+    if not 0.0 <= args.camouflage <= 1.0:
+        parser.error(f'--camouflage must be in [0, 1], got {args.camouflage}')
+    if args.camouflage and args.data != 'sim':
+        parser.error(f'--camouflage {args.camouflage} recolours simulated rooms; '
+                     f'--data is {args.data}')
     return args
 
 
@@ -195,7 +204,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         w, h = args.sim_size
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
                                  transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
-                                 sensor_variation=args.sensor_variation)
+                                 sensor_variation=args.sensor_variation,
+                                 camouflage=args.camouflage)
         # Validation: simulated test-range seeds offset away from the fixed test set.
         val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
                                seed_offset=500_000, transform=val_tf)

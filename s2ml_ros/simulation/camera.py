@@ -65,13 +65,15 @@ class SimulatedRgbdCamera:
     :param frames_per_scene: Move to a new room every this many frames; None = one room.
     :param intrinsics: Use this camera model (e.g. a real camera's) instead of ``width``,
         ``height`` and ``hfov_deg``.
+    :param camouflage: Share of matte and textured objects given the look of a surface they
+        stand against (:meth:`Scene.camouflaged`); 0 = the rooms as drawn.
     """
 
     def __init__(self, width: int = 640, height: int = 480,
                  sensor: Union[str, SensorModel] = 'structured_light', seed: int = 0,
                  fps: float = 30.0, hfov_deg: float = 63.0,
                  frames_per_scene: Optional[int] = None,
-                 intrinsics: Optional[Intrinsics] = None) -> None:
+                 intrinsics: Optional[Intrinsics] = None, camouflage: float = 0.0) -> None:
         self.sensor = sensor if isinstance(sensor, SensorModel) else SensorModel.from_preset(
             sensor)
         if intrinsics is None:
@@ -81,6 +83,9 @@ class SimulatedRgbdCamera:
         self.seed = int(seed)
         self.fps = float(fps)
         self.frames_per_scene = frames_per_scene
+        if not 0.0 <= camouflage <= 1.0:
+            raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
+        self.camouflage = float(camouflage)
         self._index = 0
         self._scene_key: Optional[int] = None
         self._scene: Optional[Scene] = None
@@ -92,6 +97,10 @@ class SimulatedRgbdCamera:
             rng = np.random.default_rng([self.seed, key, 1])
             self._scene = Scene.random(rng)
             self._traj = rng.uniform(0, 1, 16)
+            if self.camouflage > 0:
+                # Own stream, so the room, trajectory and noise match camouflage=0.
+                self._scene = self._scene.camouflaged(
+                    np.random.default_rng([self.seed, key, 3]), self.camouflage)
             self._scene_key = key
         return self._scene
 

@@ -12,7 +12,7 @@ World frame: x, y on the floor, z up, meters. Camera optical frame: x right, y d
 Pure numpy; no ROS and no torch.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import enum
 from typing import List, Optional, Tuple
 
@@ -128,6 +128,51 @@ class Scene:
         :return: The scene.
         """
         return _random_scene(rng)
+
+    def camouflaged(self, rng: np.random.Generator, probability: float) -> 'Scene':
+        """
+        Give some objects the colour and texture of a surface they stand against.
+
+        In the drawn rooms almost every depth edge is also a colour edge, so a network learns
+        to trust colour for where depth changes. Real rooms have dark tables on dark carpets
+        and white cabinets against white walls, where the edge is in depth only (what is left
+        in colour is shading). Each matte or textured primitive is given, with
+        ``probability``, the appearance of the walls (40%), the floor (30%) or another
+        primitive (30%), with the albedo varied by a few percent; the parts of one piece of
+        furniture change together. Dark, specular and transparent primitives keep
+        theirs, as their appearance is what makes the sensor lose them.
+
+        :param rng: Random generator of the choices.
+        :param probability: Share of the eligible primitives to recolour, in [0, 1].
+        :return: A new scene (geometry, materials and lights unchanged).
+        """
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f'camouflage probability must be in [0, 1], got {probability}')
+        floor = (self.floor.color, self.floor.texture, self.floor.texture_scale)
+        walls = (self.walls.color, self.walls.texture, self.walls.texture_scale)
+        others = [(p.color, p.texture, p.texture_scale) for p in self.primitives
+                  if p.material in (Material.MATTE, Material.TEXTURED)]
+        # The parts of one piece of furniture (a table's top and legs) share their look, so
+        # they are recoloured together.
+        new_look = {}
+        prims = []
+        for prim in self.primitives:
+            look = prim.color
+            if prim.material in (Material.MATTE, Material.TEXTURED) and look not in new_look:
+                new_look[look] = None
+                if rng.random() < probability:
+                    pick = rng.random()
+                    color, texture, scale = (walls if pick < 0.4 else floor if pick < 0.7
+                                             else others[int(rng.integers(len(others)))])
+                    color = np.clip(np.asarray(color) * rng.uniform(0.92, 1.08)
+                                    + rng.normal(0.0, 0.015, 3), 0.02, 0.98)
+                    new_look[look] = (tuple(float(c) for c in color), texture, float(scale))
+            if new_look.get(look) is not None:
+                color, texture, scale = new_look[look]
+                # The material stays, so the sensor loses the same pixels as without.
+                prim = replace(prim, color=color, texture=texture, texture_scale=scale)
+            prims.append(prim)
+        return replace(self, primitives=tuple(prims))
 
 
 @dataclass
