@@ -14,7 +14,8 @@ import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
 from training.transforms import (BorderHoles, CameraColour, crop, hflip, PaintedDecals,
-                                 PlantedHoles, resize, to_tensor, train_transform)
+                                 PlantedHoles, RandomDepthScale, resize, to_tensor,
+                                 train_transform)
 
 W, H = 40, 30
 
@@ -393,3 +394,26 @@ def test_camera_colour_shifts_colour_against_fixed_depth() -> None:
     assert np.array_equal(none['rgb'], sample['rgb'])
     with pytest.raises(ValueError, match='-1'):
         CameraColour(max_shift=-1)
+
+
+def test_depth_scale_scales_the_room_about_the_camera() -> None:
+    sample = _colour_sample()
+    sample['depth'][10:20, 5:40] = 0  # a hole in the raw depth
+    factors = []
+    for seed in range(40):
+        out = RandomDepthScale(1.0, 2.0, p=1.0)(sample, np.random.default_rng(seed))
+        valid = sample['depth'] > 0
+        s = out['gt'][valid] / sample['gt'][valid]
+        # One factor for raw and ground truth depth; holes stay holes; colour and intrinsics
+        # stay: the scaled room projects to the same image.
+        raw_ratio = out['depth'][valid] / sample['depth'][valid]
+        assert np.allclose(s, s[0]) and np.allclose(raw_ratio, s[0])
+        assert np.array_equal(out['depth'] > 0, valid)
+        assert out['rgb'] is sample['rgb'] and out['intrinsics'] is sample['intrinsics']
+        factors.append(float(s[0]))
+    assert 1.0 <= min(factors) and max(factors) <= 2.0 and max(factors) - min(factors) > 0.5
+    assert RandomDepthScale(1.0, 2.0, p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match=r'\[2.0, 1.0\]'):
+        RandomDepthScale(2.0, 1.0)
+    with pytest.raises(ValueError, match='1.5'):
+        RandomDepthScale(p=1.5)

@@ -108,6 +108,17 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
     assert names[-2:] == ['PaintedDecals', 'CameraColour']
+    # The depth scale is off by default and, asked for, runs last (on the final depths).
+    assert 'RandomDepthScale' not in names
+    args = train.parse_args(['-c', SMOKE, '--depth-scale', '1', '2', '--depth-scale-p', '0.3'])
+    train_set, _ = train.build_datasets(args)
+    last = train_set.transform.transforms[-1]
+    assert type(last).__name__ == 'RandomDepthScale'
+    assert (last.low, last.high, last.p) == (1, 2, 0.3)
+    for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
+                ['--depth-scale-p', '1.5']):
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE] + bad)
     # Border bands come before planted holes, so moved hole shapes include them (as the
     # real-frame protocol moves whole real hole patterns).
     args = train.parse_args(['-c', SMOKE, '--border-holes', '0.5', '--planted-holes', '0.5'])

@@ -42,7 +42,8 @@ from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss, PIXEL_LOSSES
 from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop, Compose,
-                         PaintedDecals, PlantedHoles, Resize, SensorHoles, train_transform)
+                         PaintedDecals, PlantedHoles, RandomDepthScale, Resize, SensorHoles,
+                         train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -106,6 +107,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--scale', type=float, nargs=2, default=[1.0, 1.5],
                    help='random scale range (depth divided by the factor)')
     p.add_argument('--jitter', type=float, default=0.4, help='colour jitter strength')
+    p.add_argument('--depth-scale', type=float, nargs=2, default=[1.0, 1.0],
+                   metavar=('LOW', 'HIGH'),
+                   help='multiply the depths of a share of the training frames by a factor drawn '
+                   'log-uniformly from [LOW, HIGH], colour and intrinsics unchanged (the room '
+                   'scaled about the camera; 1 1: off)')
+    p.add_argument('--depth-scale-p', type=float, default=0.5,
+                   help='share of training frames --depth-scale applies to')
     p.add_argument('--decals', type=float, default=0.0,
                    help='probability of painting flat shapes on the colour image only, so '
                         'colour edges stop implying depth edges (0: off)')
@@ -173,6 +181,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.sensor_variation and args.data != 'sim':
         parser.error(f'--sensor-variation {args.sensor_variation} varies simulated sensors; '
                      f'--data is {args.data}')
+    low, high = args.depth_scale
+    if not 0 < low <= high:
+        parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
+    if not 0.0 <= args.depth_scale_p <= 1.0:
+        parser.error(f'--depth-scale-p must be in [0, 1], got {args.depth_scale_p}')
     if not 0.0 <= args.camouflage <= 1.0:
         parser.error(f'--camouflage must be in [0, 1], got {args.camouflage}')
     if args.camouflage and args.data != 'sim':
@@ -198,7 +211,10 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []
     if args.camera_colour > 0:
         colour.append(CameraColour(args.camera_colour))
-    train_tf = Compose(pre + holes + aug.transforms + colour)
+    depth: List[Any] = []
+    if tuple(args.depth_scale) != (1.0, 1.0) and args.depth_scale_p > 0:
+        depth.append(RandomDepthScale(*args.depth_scale, p=args.depth_scale_p))
+    train_tf = Compose(pre + holes + aug.transforms + colour + depth)
     val_tf = Compose(pre) if pre else None
     if args.data == 'sim':
         w, h = args.sim_size

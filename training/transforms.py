@@ -185,6 +185,37 @@ class RandomScale:
         return out
 
 
+class RandomDepthScale:
+    """
+    Multiply every depth by a random factor s; colour and intrinsics unchanged.
+
+    The whole scene scaled by s about the camera centre projects to the same image, so this is
+    a consistent frame of a larger (s > 1) or smaller room: it shows the network depths beyond
+    the simulator's rooms (real rooms and halls reach 5-8 m) without changing what it sees.
+    Sensor holes and noise are those of the unscaled frame.
+
+    :param low: Smallest factor (> 0).
+    :param high: Largest factor (>= low); s is drawn log-uniformly from [low, high].
+    :param p: Probability of scaling a frame.
+    """
+
+    def __init__(self, low: float = 1.0, high: float = 2.0, p: float = 0.5) -> None:
+        if not 0 < low <= high:
+            raise ValueError(f'depth scale range must satisfy 0 < low <= high, '
+                             f'got [{low}, {high}]')
+        self.low, self.high, self.p = low, high, _probability('depth scale', p)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        s = float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
+        out = dict(sample)
+        for key in _DEPTH_KEYS:
+            if key in out:
+                out[key] = (out[key] * s).astype(np.float32)
+        return out
+
+
 class RandomCrop:
     """
     Crop a random window (padded with holes first if the image is smaller).
