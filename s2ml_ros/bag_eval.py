@@ -41,7 +41,7 @@ from s2ml_ros import conversions as conv
 from s2ml_ros.bag_io import (BagEvalError, BagReader, BagWriter, CAMERA_INFO, detect_topics,
                              IMAGE, iter_framesets, MessageFactory, PairingStats, POINT_CLOUD,
                              STORAGES)
-from s2ml_ros.completion import finalize_depth, prepare_frame
+from s2ml_ros.completion import apply_predictor_params, finalize_depth, prepare_frame
 from s2ml_ros.eval_report import render_html
 from s2ml_ros.offline_eval import (Evaluation, HolePlanter, OutputError, path_sha256,
                                    StagedOutput)
@@ -243,7 +243,7 @@ def evaluate_bag(bag_path: str, output_dir: str, predictor: Any, params: NodePar
                     continue
                 # What the node publishes for this frame.
                 t0 = time.perf_counter()
-                predictor.keep_measured = params.keep_measured
+                apply_predictor_params(predictor, params)
                 completed = predictor.predict(frame.rgb, frame.depth_m)
                 latency = time.perf_counter() - t0
                 depth_out, _ = finalize_depth(completed, frame.depth_m, params, with_mask=False)

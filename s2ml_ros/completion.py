@@ -65,6 +65,18 @@ def _resize_depth_nearest(depth: np.ndarray, width: int, height: int) -> np.ndar
     return depth[rows[:, None], cols[None, :]]
 
 
+def apply_predictor_params(predictor: Any, params: NodeParams) -> None:
+    """
+    Give the predictor the live parameters it reads per frame.
+
+    :param predictor: Anything with ``keep_measured`` and ``flip_average`` attributes (a
+        :class:`s2ml_ros.pipeline.DepthCompletionPredictor`).
+    :param params: Node parameters.
+    """
+    predictor.keep_measured = params.keep_measured
+    predictor.flip_average = params.flip_average
+
+
 def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
                   params: NodeParams) -> PreparedFrame:
     """

@@ -32,8 +32,8 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile,
                        ReliabilityPolicy)
 from s2ml_ros import conversions as conv
-from s2ml_ros.completion import (filled_fraction, finalize_depth, output_depth_fields,
-                                 prepare_frame)
+from s2ml_ros.completion import (apply_predictor_params, filled_fraction, finalize_depth,
+                                 output_depth_fields, prepare_frame)
 from s2ml_ros.frame_slot import LatestSlot, SlotWorker
 from s2ml_ros.malloc_tuning import keep_large_buffers
 from s2ml_ros.node_stats import RateMeter, RollingStats
@@ -104,9 +104,9 @@ class DepthCompletionNode(Node):
     """
     The depth-completion node.
 
-    :param predictor: A ready predictor (anything with ``predict``, ``keep_measured`` and
-        ``info``); None loads one from the ``checkpoint`` / ``device`` / ``precision``
-        parameters.
+    :param predictor: A ready predictor (anything with ``predict``, ``keep_measured``,
+        ``flip_average`` and ``info``); None loads one from the ``checkpoint`` / ``device`` /
+        ``precision`` parameters.
     :param node_name: ROS node name.
     :param kwargs: Passed on to :class:`rclpy.node.Node` (``context``, ``parameter_overrides``).
     :raises StartupError: For a bad parameter or a checkpoint that cannot be loaded.
@@ -137,7 +137,7 @@ class DepthCompletionNode(Node):
             raise StartupError(str(exc)) from exc
         p = self._params
         self._predictor = predictor if predictor is not None else self._load_predictor(p)
-        self._predictor.keep_measured = p.keep_measured
+        apply_predictor_params(self._predictor, p)
 
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.input_qos_depth,
                             reliability=_RELIABILITY[p.input_qos_reliability],
@@ -226,7 +226,8 @@ class DepthCompletionNode(Node):
             from s2ml_ros.pipeline import DepthCompletionPredictor
             return DepthCompletionPredictor.from_checkpoint(
                 os.path.expanduser(p.checkpoint) if p.checkpoint else None, device=p.device,
-                precision=p.precision, keep_measured=p.keep_measured)
+                precision=p.precision, keep_measured=p.keep_measured,
+                flip_average=p.flip_average)
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f'cannot load the model: {exc}') from exc
 
@@ -255,7 +256,7 @@ class DepthCompletionNode(Node):
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self._params = new
-        self._predictor.keep_measured = new.keep_measured
+        apply_predictor_params(self._predictor, new)
         self.get_logger().info(
             'parameters updated: ' + ', '.join(f'{k}={v!r}' for k, v in changes.items()))
         return SetParametersResult(successful=True)
@@ -370,7 +371,7 @@ class DepthCompletionNode(Node):
                 self._pub_info.publish(info_out)
             return
 
-        self._predictor.keep_measured = p.keep_measured
+        apply_predictor_params(self._predictor, p)
         completed = self._predictor.predict(frame.rgb, frame.depth_m)
         t2 = time.perf_counter()
         # Depth and mask are written into message buffers that the Image messages take as is.
@@ -489,6 +490,7 @@ class DepthCompletionNode(Node):
             ('precision', getattr(self._predictor, 'precision', p.precision)),
             ('cpu threads', self._cpu_threads()),
             ('keep_measured', p.keep_measured),
+            ('flip_average', p.flip_average),
         ]
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: depth completion', message=message,

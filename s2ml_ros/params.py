@@ -65,6 +65,7 @@ class NodeParams:
     min_depth_m: float = 0.0
     max_depth_m: float = 10.0
     keep_measured: bool = True
+    flip_average: bool = False
     publish_cloud: bool = True
     cloud_rgb: bool = True
     cloud_decimation: int = 1
@@ -111,6 +112,8 @@ _SPECS = (
               value_range=(0.01, 1000.0)),
     ParamSpec('keep_measured', 'Return measured pixels exactly as measured (else the network '
               'output everywhere)'),
+    ParamSpec('flip_average', 'Also run each frame mirrored left-right and average the two '
+              'depths (mirror-consistent, slightly lower error, twice the compute)'),
     ParamSpec('publish_cloud', 'Publish the organized point cloud on points'),
     ParamSpec('cloud_rgb', 'Add the rgb field to the point cloud'),
     ParamSpec('cloud_decimation', 'Keep every n-th row and column in the point cloud',

@@ -36,7 +36,7 @@ from s2ml_ros import conversions as conv
 from s2ml_ros.bag_eval import (add_run_arguments, DEFAULT_BASELINES, load_predictor,
                                model_info, REFERENCE, run_settings)
 from s2ml_ros.bag_io import BagEvalError
-from s2ml_ros.completion import finalize_depth, prepare_frame
+from s2ml_ros.completion import apply_predictor_params, finalize_depth, prepare_frame
 from s2ml_ros.eval_report import render_html
 from s2ml_ros.offline_eval import (Evaluation, HolePlanter, OutputError, path_sha256,
                                    StagedOutput)
@@ -118,7 +118,7 @@ def evaluate_recording(recording: str, output_dir: str, predictor: Any, params: 
             for frame in source.frames():
                 color, depth, info = frame_messages(frame)
                 prepared = prepare_frame(color, depth, info, params)
-                predictor.keep_measured = params.keep_measured
+                apply_predictor_params(predictor, params)
                 t0 = time.perf_counter()
                 completed = predictor.predict(prepared.rgb, prepared.depth_m)
                 latency = time.perf_counter() - t0

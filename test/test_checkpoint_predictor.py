@@ -189,6 +189,26 @@ def test_predictor_fills_holes_and_can_keep_measured_pixels(tiny_checkpoint):
     np.testing.assert_array_equal(kept[~measured], completed[~measured])
 
 
+def test_flip_average_is_the_mean_of_the_frame_and_its_mirror_image(tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    plain = DepthCompletionPredictor.from_checkpoint(path, device='cpu')
+    flipped = DepthCompletionPredictor.from_checkpoint(path, device='cpu', flip_average=True)
+    rgb, depth = _frame(seed=3)
+    mirror_rgb, mirror_depth = rgb[:, ::-1].copy(), depth[:, ::-1].copy()
+    forward = plain.predict(rgb, depth)
+    backward = plain.predict(mirror_rgb, mirror_depth)[:, ::-1]
+    assert not np.allclose(forward, backward, atol=1e-4)  # the network is not symmetric
+    averaged = flipped.predict(rgb, depth)
+    np.testing.assert_allclose(averaged, 0.5 * (forward + backward), atol=1e-5)
+    # Mirror-consistent: the mirrored frame gives the mirrored depth.
+    np.testing.assert_allclose(flipped.predict(mirror_rgb, mirror_depth)[:, ::-1], averaged,
+                               atol=1e-5)
+    stages = flipped.predict_stages(rgb, depth)
+    np.testing.assert_allclose(stages[-1], averaged, atol=1e-6)
+    flipped.flip_average = False  # live-settable
+    np.testing.assert_allclose(flipped.predict(rgb, depth), forward, atol=1e-6)
+
+
 def test_predictor_matches_the_model(tiny_checkpoint):
     path, model = tiny_checkpoint
     predictor = DepthCompletionPredictor.from_checkpoint(path, device='cpu')

@@ -94,16 +94,20 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
 
 
 def model_methods(path: str, device: str, keep_measured: bool, precision: str = 'fp32',
-                  stages: bool = False, label: Optional[str] = None) -> Dict[str, Method]:
+                  stages: bool = False, label: Optional[str] = None,
+                  flip_average: bool = False) -> Dict[str, Method]:
     """
     Wrap a checkpoint in the node's predictor, so offline and live results share one path.
 
     :param stages: Also score every cascade stage ('s2ml:<name>@<k>', k = 1..K).
     :param label: <name> in the method names (default: the file name without suffix).
+    :param flip_average: Average the frame's and its mirror image's results
+        (:class:`s2ml_ros.pipeline.DepthCompletionPredictor`).
     :return: name -> fill function; 's2ml:<name>' is the final stage.
     """
     predictor = DepthCompletionPredictor.from_checkpoint(
-        path, device=device, precision=precision, keep_measured=keep_measured)
+        path, device=device, precision=precision, keep_measured=keep_measured,
+        flip_average=flip_average)
     name = f's2ml:{label or Path(path).stem}'
     if not stages:
         return {name: predictor.predict}
@@ -277,6 +281,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help='also score every cascade stage of each checkpoint')
     p.add_argument('--keep-measured', action='store_true',
                    help='network output keeps measured pixels (baselines always do)')
+    p.add_argument('--flip-average', action='store_true',
+                   help='score each checkpoint a second time with the frame and its mirror image '
+                        "averaged ('s2ml:<name>+flip')")
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'],
                    help='network precision (reduced precision on CUDA only)')
@@ -316,6 +323,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         label = stem if stems.count(stem) == 1 else f'{Path(path).parent.name}/{stem}'
         methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
                                      args.stages, label))
+        if args.flip_average:
+            methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
+                                         args.stages, f'{label}+flip', flip_average=True))
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):

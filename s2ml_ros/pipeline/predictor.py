@@ -65,6 +65,10 @@ class DepthCompletionPredictor:
     :param device: Where to run.
     :param precision: 'fp32', or 'fp16' / 'bf16' autocast on CUDA (the FFT stays float32).
     :param keep_measured: Return measured pixels exactly as measured (live-settable).
+    :param flip_average: Also run the frame mirrored left-right and average the two results
+        (live-settable). The network is not exactly mirror-symmetric, so the average is
+        mirror-consistent and removes part of its error, at twice the compute (one batch of
+        two, so on a GPU usually much less than twice the time); see docs/training_log.md.
     :param channels_last: Use channels-last memory format (faster convolutions on CUDA);
         None = on for CUDA, off for CPU.
     :param compile_model: Wrap the model in torch.compile: False, True (default mode) or a
@@ -74,7 +78,7 @@ class DepthCompletionPredictor:
     def __init__(self, model: S2ML, info: CheckpointInfo, device: torch.device,
                  precision: str = 'fp32', keep_measured: bool = False,
                  channels_last: Optional[bool] = None,
-                 compile_model: Union[bool, str] = False) -> None:
+                 compile_model: Union[bool, str] = False, flip_average: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'unknown precision {precision!r}; accepted: {PRECISIONS}')
         if precision != 'fp32' and device.type != 'cuda':
@@ -84,6 +88,7 @@ class DepthCompletionPredictor:
         self.precision = precision
         self.info = info
         self.keep_measured = keep_measured
+        self.flip_average = flip_average
         self.channels_last = device.type == 'cuda' if channels_last is None else channels_last
         model = model.to(device).eval()
         if self.channels_last:
@@ -103,7 +108,7 @@ class DepthCompletionPredictor:
     def from_checkpoint(cls, checkpoint: Optional[Union[str, Path]] = None,
                         device: Union[str, torch.device] = 'auto', precision: str = 'fp32',
                         keep_measured: bool = False, channels_last: Optional[bool] = None,
-                        compile_model: Union[bool, str] = False
+                        compile_model: Union[bool, str] = False, flip_average: bool = False
                         ) -> 'DepthCompletionPredictor':
         """
         Load a checkpoint (or the package's default weights) into a ready predictor.
@@ -114,6 +119,7 @@ class DepthCompletionPredictor:
         :param keep_measured: Return measured pixels exactly as measured.
         :param channels_last: See the class docstring.
         :param compile_model: See the class docstring.
+        :param flip_average: See the class docstring.
         :raises DefaultWeightsMissingError: If checkpoint is None and no default weights ship.
         :raises CheckpointError: If the file is missing, corrupted or inconsistent.
         """
@@ -128,7 +134,8 @@ class DepthCompletionPredictor:
         _logger.info('loaded S2ML %s from %s (sha256 %s) on %s', info.variant, info.path,
                      info.sha256[:12], resolved)
         return cls(model, info, resolved, precision=precision, keep_measured=keep_measured,
-                   channels_last=channels_last, compile_model=compile_model)
+                   channels_last=channels_last, compile_model=compile_model,
+                   flip_average=flip_average)
 
     @staticmethod
     def _check_inputs(rgb: np.ndarray, depth_m: np.ndarray) -> None:
@@ -178,10 +185,17 @@ class DepthCompletionPredictor:
         # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
         rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         depth_t = depth_t[None, None]
+        if self.flip_average:
+            # The frame and its mirror image as one batch of two: one forward pass.
+            rgb_t = torch.cat([rgb_t, rgb_t.flip(-1)])
+            depth_t = torch.cat([depth_t, depth_t.flip(-1)])
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            return self._forward(rgb_t, depth_t)
+            stages = self._forward(rgb_t, depth_t)
+        if self.flip_average:
+            stages = [0.5 * (s[:1].float() + s[1:].float().flip(-1)) for s in stages]
+        return stages
 
     @staticmethod
     def _to_numpy(stage: torch.Tensor) -> np.ndarray:
