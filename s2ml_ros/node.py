@@ -137,7 +137,6 @@ class DepthCompletionNode(Node):
             raise StartupError(str(exc)) from exc
         p = self._params
         self._predictor = predictor if predictor is not None else self._load_predictor(p)
-        apply_predictor_params(self._predictor, p)
 
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.input_qos_depth,
                             reliability=_RELIABILITY[p.input_qos_reliability],
@@ -226,8 +225,7 @@ class DepthCompletionNode(Node):
             from s2ml_ros.pipeline import DepthCompletionPredictor
             return DepthCompletionPredictor.from_checkpoint(
                 os.path.expanduser(p.checkpoint) if p.checkpoint else None, device=p.device,
-                precision=p.precision, keep_measured=p.keep_measured,
-                flip_average=p.flip_average)
+                precision=p.precision, keep_measured=p.keep_measured)
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f'cannot load the model: {exc}') from exc
 
@@ -256,7 +254,6 @@ class DepthCompletionNode(Node):
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self._params = new
-        apply_predictor_params(self._predictor, new)
         self.get_logger().info(
             'parameters updated: ' + ', '.join(f'{k}={v!r}' for k, v in changes.items()))
         return SetParametersResult(successful=True)
@@ -371,6 +368,8 @@ class DepthCompletionNode(Node):
                 self._pub_info.publish(info_out)
             return
 
+        # The worker thread alone gives the predictor its live settings, per frame, so a
+        # parameter change never lands in the middle of one.
         apply_predictor_params(self._predictor, p)
         completed = self._predictor.predict(frame.rgb, frame.depth_m)
         t2 = time.perf_counter()

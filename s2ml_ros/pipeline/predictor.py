@@ -68,7 +68,7 @@ class DepthCompletionPredictor:
     :param flip_average: Also run the frame mirrored left-right and average the two results
         (live-settable). The network is not exactly mirror-symmetric, so the average is
         mirror-consistent and removes part of its error, at twice the compute (one batch of
-        two, so on a GPU usually much less than twice the time); see docs/training_log.md.
+        two); see docs/training_log.md.
     :param channels_last: Use channels-last memory format (faster convolutions on CUDA);
         None = on for CUDA, off for CPU.
     :param compile_model: Wrap the model in torch.compile: False, True (default mode) or a
@@ -185,7 +185,9 @@ class DepthCompletionPredictor:
         # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
         rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         depth_t = depth_t[None, None]
-        if self.flip_average:
+        # Read once: the node may change it from another thread while this frame runs.
+        flip_average = self.flip_average
+        if flip_average:
             # The frame and its mirror image as one batch of two: one forward pass.
             rgb_t = torch.cat([rgb_t, rgb_t.flip(-1)])
             depth_t = torch.cat([depth_t, depth_t.flip(-1)])
@@ -193,7 +195,7 @@ class DepthCompletionPredictor:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             stages = self._forward(rgb_t, depth_t)
-        if self.flip_average:
+        if flip_average:
             stages = [0.5 * (s[:1].float() + s[1:].float().flip(-1)) for s in stages]
         return stages
 
