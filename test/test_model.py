@@ -426,6 +426,49 @@ def test_model_under_autocast_keeps_output_shapes():
     assert torch.isfinite(stages[-1].float()).all()
 
 
+def _capped_pair(cap_m):
+    torch.manual_seed(3)
+    model = build_s2ml(replace(get_config('test'), fill_iterations=4)).eval()
+    capped = S2ML(replace(model.config, depth_scale_cap_m=cap_m)).eval()
+    capped.load_state_dict(model.state_dict())
+    # Heads start near zero; perturb them so the network's change to D_0 is not negligible.
+    with torch.no_grad():
+        for a, b in zip(model.parameters(), capped.parameters()):
+            noise = 0.05 * torch.randn_like(a)
+            a.add_(noise)
+            b.add_(noise)
+    return model, capped
+
+
+def test_depth_scale_cap_runs_a_deep_frame_at_the_cap_and_scales_the_output_back():
+    model, capped = _capped_pair(2.0)
+    rgb, depth = _inputs(40, 56, batch=1)
+    depth = torch.where(depth > 0, depth + 4.0, depth)  # measured depths 4.5-8.5 m
+    valid = depth[depth > 0]
+    scale = float(torch.quantile(valid, 0.9)) / 2.0
+    with torch.inference_mode():
+        out = capped(rgb, depth)[-1]
+        expected = model(rgb, depth / scale)[-1] * scale
+        uncapped = model(rgb, depth)[-1]
+    assert scale > 3.0
+    assert torch.allclose(out, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(out, uncapped, atol=1e-3)
+
+
+def test_depth_scale_cap_leaves_close_frames_and_empty_frames_as_measured():
+    model, capped = _capped_pair(5.0)
+    rgb, depth = _inputs(40, 56, batch=3)  # measured depths 0.5-4.5 m: p90 under 5 m
+    depth[2] = 0.0  # nothing measured: no scale to take
+    deep = depth[1:2].clone()
+    deep[deep > 0] += 6.0
+    depth[1:2] = deep  # one deep frame in the batch is scaled alone
+    with torch.inference_mode():
+        out = capped(rgb, depth)[-1]
+        plain = model(rgb, depth)[-1]
+    assert torch.equal(out[0], plain[0]) and torch.equal(out[2], plain[2])
+    assert torch.isfinite(out).all() and not torch.allclose(out[1], plain[1], atol=1e-3)
+
+
 def test_forward_rejects_mismatched_inputs():
     model = build_s2ml('test')
     with pytest.raises(ValueError, match='depth must be'):
@@ -449,6 +492,9 @@ def test_config_validation_names_the_bad_value():
         S2MLConfig(fill_solver='newton')
     with pytest.raises(ConfigError, match="fill_guide must be one of .*got 'hsv'"):
         S2MLConfig(fill_guide='hsv')
+    for bad in (-1.0, float('inf'), float('nan'), True, '2'):
+        with pytest.raises(ConfigError, match=f'depth_scale_cap_m must be .*got {bad!r}'):
+            S2MLConfig(depth_scale_cap_m=bad)
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

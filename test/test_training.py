@@ -58,9 +58,11 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
                          'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
                          '--planted-weight', '2.0', '--decals', '0.5', '--camera-colour', '0.5',
                          '--fill-iterations', '12', '--fill-solver', 'jacobi',
-                         '--fill-guide', 'gray'])
+                         '--fill-guide', 'gray', '--depth-scale-cap', '2.5'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
     assert info.config.initial_fill == 'guided_multigrid' and info.config.fill_iterations == 12
+    # The cap runs inside the model, so the checkpoint carries it to the node.
+    assert info.config.depth_scale_cap_m == 2.5
     assert info.config.fill_solver == 'jacobi' and info.config.fill_guide == 'gray'
     assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
@@ -116,7 +118,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     assert type(last).__name__ == 'RandomDepthScale'
     assert (last.low, last.high, last.p) == (1, 2, 0.3)
     for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
-                ['--depth-scale-p', '1.5']):
+                ['--depth-scale-p', '1.5'], ['--depth-scale-cap', '-1'],
+                ['--depth-scale-cap', 'inf']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)
     # Border bands come before planted holes, so moved hole shapes include them (as the
@@ -233,6 +236,12 @@ def test_evaluate_scores_the_initial_fill_on_either_guide() -> None:
     assert by_colour['fill:guided_multigrid'] != by_grey['fill:guided_multigrid:gray']
 
 
+def record_cap(info):
+    """:return: The depth scale cap before and after, as a change_fill copy records it."""
+    change = info.provenance['fill_changed']
+    return change['from']['depth_scale_cap_m'], change['to']['depth_scale_cap_m']
+
+
 def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> None:
     from s2ml_ros.model import build_s2ml, save_checkpoint
     from training import change_fill
@@ -244,10 +253,12 @@ def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> Non
     model, info = load_checkpoint(source)
     copy = change_fill.main([str(source), str(tmp_path / 'sor.safetensors'),
                              '--fill-solver', 'sor', '--fill-iterations', '12',
-                             '--fill-guide', 'gray'])
+                             '--fill-guide', 'gray', '--depth-scale-cap', '3'])
     changed, changed_info = load_checkpoint(copy)
     assert (changed_info.config.fill_solver, changed_info.config.fill_iterations,
             changed_info.config.fill_guide) == ('sor', 12, 'gray')
+    assert changed_info.config.depth_scale_cap_m == 3.0
+    assert record_cap(changed_info) == (0.0, 3.0)
     assert changed_info.config.initial_fill == info.config.initial_fill
     for key, value in model.state_dict().items():
         assert torch.equal(value, changed.state_dict()[key])

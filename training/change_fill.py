@@ -1,8 +1,9 @@
 """
-Copy a checkpoint with other settings of its parameter-free initial fill D_0.
+Copy a checkpoint with other settings of its parameter-free initial fill D_0 or depth scale cap.
 
-``initial_fill``, ``fill_iterations``, ``fill_solver`` and ``fill_guide`` have no weights, so
-trained weights can run on another setting without retraining (measure it: the cascade learned
+``initial_fill``, ``fill_iterations``, ``fill_solver``, ``fill_guide`` and
+``depth_scale_cap_m`` have no weights, so trained weights can run on another setting without
+retraining (measure it: the cascade learned
 to refine the fill it was trained on). The copy records the change and the source file's
 SHA-256 in its provenance. Example, from the repository root::
 
@@ -17,7 +18,8 @@ import sys
 from typing import Any, List, Mapping, Optional
 
 from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_FIELDS, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS
+from s2ml_ros.model.config import (FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
+                                   PARAMETER_FREE_FIELDS)
 
 
 def change_fill(source: Path, destination: Path,
@@ -29,15 +31,15 @@ def change_fill(source: Path, destination: Path,
     :param destination: The copy (may not be ``source``).
     :param extra_provenance: Entries added to the copy's provenance (e.g. how the source was
         made).
-    :param changes: New values of fields in :data:`s2ml_ros.model.config.FILL_FIELDS`; None
-        keeps the source's.
+    :param changes: New values of fields in
+        :data:`s2ml_ros.model.config.PARAMETER_FREE_FIELDS`; None keeps the source's.
     :return: ``destination``.
     :raises CheckpointError: If ``source`` is unusable.
     :raises ConfigError: For an unknown field or an invalid value.
     """
-    unknown = sorted(set(changes) - set(FILL_FIELDS))
+    unknown = sorted(set(changes) - set(PARAMETER_FREE_FIELDS))
     if unknown:
-        raise ConfigError(f'only {list(FILL_FIELDS)} can change without retraining, '
+        raise ConfigError(f'only {list(PARAMETER_FREE_FIELDS)} can change without retraining, '
                           f'got {unknown}')
     if Path(destination).resolve() == Path(source).resolve():
         raise ValueError(f'destination {destination} is the source checkpoint; write a copy')
@@ -49,8 +51,8 @@ def change_fill(source: Path, destination: Path,
     provenance = dict(info.provenance)
     provenance['fill_changed'] = {
         'source_sha256': info.sha256,
-        'from': {k: getattr(info.config, k) for k in FILL_FIELDS},
-        'to': {k: getattr(config, k) for k in FILL_FIELDS},
+        'from': {k: getattr(info.config, k) for k in PARAMETER_FREE_FIELDS},
+        'to': {k: getattr(config, k) for k in PARAMETER_FREE_FIELDS},
     }
     provenance.pop('saved_at', None)
     provenance.update(extra_provenance or {})
@@ -66,11 +68,14 @@ def main(argv: Optional[List[str]] = None) -> Path:
     p.add_argument('--fill-iterations', type=int, default=None)
     p.add_argument('--fill-solver', choices=list(FILL_SOLVERS), default=None)
     p.add_argument('--fill-guide', choices=list(FILL_GUIDES), default=None)
+    p.add_argument('--depth-scale-cap', type=float, default=None, metavar='METERS',
+                   help='depth_scale_cap_m (0 = off)')
     args = p.parse_args(argv)
     try:
         path = change_fill(args.source, args.destination, initial_fill=args.initial_fill,
                            fill_iterations=args.fill_iterations, fill_solver=args.fill_solver,
-                           fill_guide=args.fill_guide)
+                           fill_guide=args.fill_guide,
+                           depth_scale_cap_m=args.depth_scale_cap)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise SystemExit(f'error: {exc}') from exc
     print(f'wrote {path}')

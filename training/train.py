@@ -31,7 +31,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import FILL_FIELDS, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS
+from s2ml_ros.model.config import (FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
+                                   PARAMETER_FREE_FIELDS)
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -59,6 +60,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="override the guided multigrid fill's sweeps (sor or jacobi)")
     p.add_argument('--fill-guide', default=None, choices=list(FILL_GUIDES),
                    help="override the guided multigrid fill's guide image (chroma, rgb or gray)")
+    p.add_argument('--depth-scale-cap', type=float, default=None, metavar='METERS',
+                   help='override the depth_scale_cap_m of the model config: frames whose '
+                        'measured depth has a 90th percentile beyond this are scaled down to '
+                        'it inside the model (0 = off)')
     p.add_argument('--num-pairs', type=int, default=None,
                    help="override the variant's number of fusion pairs K")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
@@ -155,7 +160,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
-    free = FILL_FIELDS + ('variant',)
+    free = PARAMETER_FREE_FIELDS + ('variant',)
     return {k: v for k, v in config.to_dict().items() if k not in free}
 
 
@@ -186,6 +191,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
     if not 0.0 <= args.depth_scale_p <= 1.0:
         parser.error(f'--depth-scale-p must be in [0, 1], got {args.depth_scale_p}')
+    if args.depth_scale_cap is not None and not 0.0 <= args.depth_scale_cap < math.inf:
+        parser.error(f'--depth-scale-cap must be a finite number of meters >= 0 (0 = off), '
+                     f'got {args.depth_scale_cap}')
     if not 0.0 <= args.camouflage <= 1.0:
         parser.error(f'--camouflage must be in [0, 1], got {args.camouflage}')
     if args.camouflage and args.data != 'sim':
@@ -358,6 +366,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         config = dataclasses.replace(config, fill_solver=args.fill_solver)
     if args.fill_guide is not None:
         config = dataclasses.replace(config, fill_guide=args.fill_guide)
+    if args.depth_scale_cap is not None:
+        config = dataclasses.replace(config, depth_scale_cap_m=args.depth_scale_cap)
     if args.num_pairs is not None:
         config = dataclasses.replace(config, num_pairs=args.num_pairs)
     model = S2ML(config)

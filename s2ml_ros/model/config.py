@@ -14,6 +14,8 @@ FILL_GUIDES = ('chroma', 'rgb', 'gray')
 # Settings of the parameter-free initial fill: no weights depend on them, so trained weights
 # can be fine-tuned or run on other values (measure it; the cascade learned its own fill).
 FILL_FIELDS = ('initial_fill', 'fill_iterations', 'fill_solver', 'fill_guide')
+# Fields without weights: trained weights run under other values without retraining.
+PARAMETER_FREE_FIELDS = FILL_FIELDS + ('depth_scale_cap_m',)
 
 
 class ConfigError(ValueError):
@@ -57,6 +59,11 @@ class S2MLConfig:
         toolbox's luma, what checkpoints written before this field were trained with).
         Simulated test set, fill alone: hole RMSE 0.108 m with 'chroma', 0.114 with 'rgb',
         0.129 with 'gray'.
+    :param depth_scale_cap_m: When > 0, a frame whose measured depths have a 90th percentile
+        above this many meters is scaled down about the camera until it is this, before the
+        initial fill and the network, and the output scaled back up: deep rooms reach the
+        network at the depth scale it was trained on. Parameter-free; 0 (the default, and what
+        checkpoints written before this field ran) leaves every frame as measured.
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -73,6 +80,7 @@ class S2MLConfig:
     fill_iterations: int = 20
     fill_solver: str = 'sor'
     fill_guide: str = 'chroma'
+    depth_scale_cap_m: float = 0.0
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
@@ -103,6 +111,12 @@ class S2MLConfig:
         if self.fill_guide not in FILL_GUIDES:
             raise ConfigError(
                 f'fill_guide must be one of {FILL_GUIDES}, got {self.fill_guide!r}')
+        if not (isinstance(self.depth_scale_cap_m, (int, float))
+                and not isinstance(self.depth_scale_cap_m, bool)
+                and 0.0 <= self.depth_scale_cap_m < float('inf')):
+            raise ConfigError(
+                f'depth_scale_cap_m must be a finite number of meters >= 0 (0 = off), '
+                f'got {self.depth_scale_cap_m!r}')
         if not self.amplitude_log_bound > 0:
             raise ConfigError(
                 f'amplitude_log_bound must be > 0, got {self.amplitude_log_bound}')

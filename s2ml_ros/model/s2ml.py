@@ -68,6 +68,24 @@ class S2ML(nn.Module):
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
                              persistent=False)
 
+    def _depth_scale(self, depth_m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """
+        Per-frame factor by which ``depth_scale_cap_m`` shrinks deep frames.
+
+        :param depth_m: Measured depth [B, 1, H, W], meters, 0 where missing.
+        :param valid: bool [B, 1, H, W], True where measured.
+        :return: float [B, 1, 1, 1], >= 1 (1 for frames within the cap, with no measured
+            pixel, or with the cap off).
+        """
+        ones = depth_m.new_ones(depth_m.shape[0], 1, 1, 1)
+        cap = self.config.depth_scale_cap_m
+        if not cap:
+            return ones
+        measured = torch.where(valid, depth_m, torch.full_like(depth_m, float('nan')))
+        p90 = torch.nanquantile(measured.flatten(1).float(), 0.9, dim=1)
+        scale = torch.nan_to_num(p90 / cap, nan=1.0).clamp_min(1.0)
+        return scale.to(depth_m.dtype).view(-1, 1, 1, 1)
+
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
         """
         Complete depth.
@@ -88,7 +106,10 @@ class S2ML(nn.Module):
         pad_h, pad_w = (-h) % m, (-w) % m
 
         valid = torch.isfinite(depth) & (depth > 0)
-        depth_n = torch.where(valid, depth, torch.zeros_like(depth)) / self.config.max_depth_m
+        depth_m = torch.where(valid, depth, torch.zeros_like(depth))
+        # Meters per normalised unit, per frame: [B, 1, 1, 1].
+        unit_m = self.config.max_depth_m * self._depth_scale(depth_m, valid)
+        depth_n = depth_m / unit_m
         mask = valid.to(depth_n.dtype)
         if pad_h or pad_w:
             # Bottom/right only, so pixel coordinates (and intrinsics) are unchanged; padded
@@ -110,6 +131,6 @@ class S2ML(nn.Module):
             current = current + pair.head(depth_feat)
             if pair.rgb_update is not None:
                 rgb_feat = pair.rgb_update(rgb_feat)
-            out = current[..., :h, :w] * self.config.max_depth_m
+            out = current[..., :h, :w] * unit_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs
