@@ -101,6 +101,11 @@ def render_cloud(points: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics,
     return out
 
 
+# Messages kept per topic (about 4 s at 10 Hz), and completed frames kept waiting for their
+# raw input.
+_KEPT_PER_TOPIC = 40
+
+
 class Recorder:
     """Subscribe to the camera and node topics and keep what the summary needs."""
 
@@ -147,15 +152,16 @@ class Recorder:
 
     def _keep(self, key: str, count: bool = False):
         def keep(msg: Any) -> None:
+            stamp = stamp_to_ns(msg.header.stamp)
             with self._lock:
                 store = self.latest[key]
-                store[stamp_to_ns(msg.header.stamp)] = msg
-                while len(store) > 40:
+                store[stamp] = msg
+                while len(store) > _KEPT_PER_TOPIC:
                     store.pop(next(iter(store)))
                 if count:
                     self.inputs += 1
             if key == 'raw':
-                self._compare_if_matched(stamp_to_ns(msg.header.stamp))
+                self._compare_if_matched(stamp)
         return keep
 
     def _on_depth(self, msg: Any) -> None:
@@ -165,7 +171,7 @@ class Recorder:
         with self._lock:
             self.arrivals.append((now, stamp))
             self._unmatched[stamp] = (now, msg)
-            while len(self._unmatched) > 40:
+            while len(self._unmatched) > _KEPT_PER_TOPIC:
                 self._unmatched.pop(next(iter(self._unmatched)))
         self._compare_if_matched(stamp)
 

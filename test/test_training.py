@@ -119,7 +119,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     assert (last.low, last.high, last.p) == (1, 2, 0.3)
     for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
                 ['--depth-scale-p', '1.5'], ['--depth-scale-cap', '-1'],
-                ['--depth-scale-cap', 'inf']):
+                ['--depth-scale-cap', 'inf'], ['--fill-iterations', '0'],
+                ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)
     # Border bands come before planted holes, so moved hole shapes include them (as the
@@ -236,12 +237,6 @@ def test_evaluate_scores_the_initial_fill_on_either_guide() -> None:
     assert by_colour['fill:guided_multigrid'] != by_grey['fill:guided_multigrid:gray']
 
 
-def record_cap(info):
-    """:return: The depth scale cap before and after, as a change_fill copy records it."""
-    change = info.provenance['fill_changed']
-    return change['from']['depth_scale_cap_m'], change['to']['depth_scale_cap_m']
-
-
 def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> None:
     from s2ml_ros.model import build_s2ml, save_checkpoint
     from training import change_fill
@@ -258,7 +253,8 @@ def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> Non
     assert (changed_info.config.fill_solver, changed_info.config.fill_iterations,
             changed_info.config.fill_guide) == ('sor', 12, 'gray')
     assert changed_info.config.depth_scale_cap_m == 3.0
-    assert record_cap(changed_info) == (0.0, 3.0)
+    change = changed_info.provenance['fill_changed']
+    assert (change['from']['depth_scale_cap_m'], change['to']['depth_scale_cap_m']) == (0.0, 3.0)
     assert changed_info.config.initial_fill == info.config.initial_fill
     for key, value in model.state_dict().items():
         assert torch.equal(value, changed.state_dict()[key])

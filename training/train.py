@@ -31,8 +31,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
-from s2ml_ros.model.config import (FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
-                                   PARAMETER_FREE_FIELDS)
+from s2ml_ros.model.config import (ConfigError, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
+                                   PARAMETER_FREE_FIELDS, S2MLConfig)
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -158,6 +158,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def model_config(args: argparse.Namespace) -> S2MLConfig:
+    """
+    Build the variant's config with the command line's overrides.
+
+    :raises ConfigError: For an unknown variant or an invalid override, naming it.
+    """
+    overrides = {'initial_fill': args.initial_fill or None,
+                 'fill_iterations': args.fill_iterations, 'fill_solver': args.fill_solver,
+                 'fill_guide': args.fill_guide, 'depth_scale_cap_m': args.depth_scale_cap,
+                 'num_pairs': args.num_pairs}
+    return dataclasses.replace(get_config(args.variant),
+                               **{k: v for k, v in overrides.items() if v is not None})
+
+
 def _learned_fields(config: Any) -> Dict[str, Any]:
     """:return: The config fields that decide the shapes and meaning of the weights."""
     free = PARAMETER_FREE_FIELDS + ('variant',)
@@ -191,9 +205,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
     if not 0.0 <= args.depth_scale_p <= 1.0:
         parser.error(f'--depth-scale-p must be in [0, 1], got {args.depth_scale_p}')
-    if args.depth_scale_cap is not None and not 0.0 <= args.depth_scale_cap < math.inf:
-        parser.error(f'--depth-scale-cap must be a finite number of meters >= 0 (0 = off), '
-                     f'got {args.depth_scale_cap}')
+    try:
+        # The model config checks its own fields; building it here names a bad override at
+        # start-up rather than after the data sets are built.
+        model_config(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
     if not 0.0 <= args.camouflage <= 1.0:
         parser.error(f'--camouflage must be in [0, 1], got {args.camouflage}')
     if args.camouflage and args.data != 'sim':
@@ -357,19 +374,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                               * info.world_size, generator=gen, **loader_kw)
     val_loader = DataLoader(val_set, args.batch_size, sampler=val_sampler, **loader_kw)
 
-    config = get_config(args.variant)
-    if args.initial_fill:
-        config = dataclasses.replace(config, initial_fill=args.initial_fill)
-    if args.fill_iterations is not None:
-        config = dataclasses.replace(config, fill_iterations=args.fill_iterations)
-    if args.fill_solver is not None:
-        config = dataclasses.replace(config, fill_solver=args.fill_solver)
-    if args.fill_guide is not None:
-        config = dataclasses.replace(config, fill_guide=args.fill_guide)
-    if args.depth_scale_cap is not None:
-        config = dataclasses.replace(config, depth_scale_cap_m=args.depth_scale_cap)
-    if args.num_pairs is not None:
-        config = dataclasses.replace(config, num_pairs=args.num_pairs)
+    config = model_config(args)
     model = S2ML(config)
     start_epoch, step, best = 0, 0, math.inf
     state: Optional[Dict[str, Any]] = None

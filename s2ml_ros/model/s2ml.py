@@ -6,7 +6,7 @@ Only the paper's abstract and summaries were available; the module equations are
 reconstruction from the blocks it names (docs/architecture.md lists every choice).
 """
 
-from typing import List
+from typing import List, Union
 
 import torch
 from torch import nn
@@ -68,23 +68,25 @@ class S2ML(nn.Module):
         self.register_buffer('rgb_std', torch.tensor(_RGB_STD).view(1, 3, 1, 1),
                              persistent=False)
 
-    def _depth_scale(self, depth_m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _meters_per_unit(self, depth_m: torch.Tensor,
+                         valid: torch.Tensor) -> Union[float, torch.Tensor]:
         """
-        Per-frame factor by which ``depth_scale_cap_m`` shrinks deep frames.
+        Meters per normalised depth unit of each frame.
+
+        That is d_max, times the factor by which ``depth_scale_cap_m`` shrinks a deep frame.
 
         :param depth_m: Measured depth [B, 1, H, W], meters, 0 where missing.
         :param valid: bool [B, 1, H, W], True where measured.
-        :return: float [B, 1, 1, 1], >= 1 (1 for frames within the cap, with no measured
-            pixel, or with the cap off).
+        :return: d_max (a float) with the cap off; else float [B, 1, 1, 1], d_max times a
+            factor >= 1 (1 for frames within the cap or with no measured pixel).
         """
-        ones = depth_m.new_ones(depth_m.shape[0], 1, 1, 1)
         cap = self.config.depth_scale_cap_m
         if not cap:
-            return ones
+            return self.config.max_depth_m
         measured = torch.where(valid, depth_m, torch.full_like(depth_m, float('nan')))
         p90 = torch.nanquantile(measured.flatten(1).float(), 0.9, dim=1)
         scale = torch.nan_to_num(p90 / cap, nan=1.0).clamp_min(1.0)
-        return scale.to(depth_m.dtype).view(-1, 1, 1, 1)
+        return (self.config.max_depth_m * scale).to(depth_m.dtype).view(-1, 1, 1, 1)
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
         """
@@ -107,8 +109,7 @@ class S2ML(nn.Module):
 
         valid = torch.isfinite(depth) & (depth > 0)
         depth_m = torch.where(valid, depth, torch.zeros_like(depth))
-        # Meters per normalised unit, per frame: [B, 1, 1, 1].
-        unit_m = self.config.max_depth_m * self._depth_scale(depth_m, valid)
+        unit_m = self._meters_per_unit(depth_m, valid)
         depth_n = depth_m / unit_m
         mask = valid.to(depth_n.dtype)
         if pad_h or pad_w:
