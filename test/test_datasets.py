@@ -227,6 +227,18 @@ def test_camouflage_changes_the_colour_not_the_depth_and_caches_apart(tmp_path: 
         SimulatedRgbd(2, 64, 48, camouflage=2)
 
 
+def test_level_views_change_the_view_and_cache_apart(tmp_path: Path) -> None:
+    plain = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path)
+    level = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path, level_views=1.0)
+    moved = sum(not np.array_equal(plain.sample(i)['gt'], level.sample(i)['gt'])
+                for i in range(4))
+    assert moved == 4  # every item is seen from a level camera instead
+    assert len(list(tmp_path.glob('tof_l1_64x48_*.npz'))) == 4
+    assert len(list(tmp_path.glob('tof_64x48_*.npz'))) == 4
+    with pytest.raises(ValueError, match='level_views must be in \\[0, 1\\], got -1'):
+        SimulatedRgbd(2, 64, 48, level_views=-1)
+
+
 def _sample() -> dict:
     k = Intrinsics(50.0, 52.0, 21.3, 13.7, W, H)
     return {'rgb': _color(0), 'depth': _depth(0), 'gt': _depth(0), 'intrinsics': k}

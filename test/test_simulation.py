@@ -262,6 +262,28 @@ def test_camouflaged_camera_changes_colour_only() -> None:
         SimulatedRgbdCamera(80, 60, camouflage=-0.1)
 
 
+def _pitch_deg(pose: np.ndarray) -> float:
+    # look_at's camera z axis (third column) is the viewing direction; world z is up.
+    return float(np.degrees(np.arcsin(pose[2, 2])))
+
+
+def test_level_views_hold_the_camera_level_in_the_same_rooms() -> None:
+    down = [SimulatedRgbdCamera(64, 48, seed=s) for s in range(12)]
+    level = [SimulatedRgbdCamera(64, 48, seed=s, level_views=1.0) for s in range(12)]
+    down_pitch = [_pitch_deg(c.pose_at(i)) for c in down for i in (0, 50, 300)]
+    level_pitch = [_pitch_deg(c.pose_at(i)) for c in level for i in (0, 50, 300)]
+    assert np.median(down_pitch) < -10.0  # the default camera looks down at furniture
+    assert -12.0 < min(level_pitch) and max(level_pitch) < 9.0
+    assert max(level_pitch) > 0.0  # some level views look up, at the ceiling
+    heights = [c.pose_at(0)[2, 3] for c in level]
+    assert 0.25 < min(heights) and max(heights) < 1.95
+    # Same rooms and trajectories: the camera moves over the same floor positions.
+    for d, lv in zip(down, level):
+        np.testing.assert_allclose(lv.pose_at(50)[:2, 3], d.pose_at(50)[:2, 3])
+    with pytest.raises(ValueError, match=r'level_views must be in \[0, 1\], got 1.5'):
+        SimulatedRgbdCamera(64, 48, level_views=1.5)
+
+
 # Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.
 REAL = Path(os.environ.get('S2ML_REAL_FRAMES', '/nonexistent')) / 'tum_slambook'
 

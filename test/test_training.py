@@ -100,6 +100,13 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     args = train.parse_args(['-c', SMOKE, '--camouflage', '0.5'])
     train_set, val_set = train.build_datasets(args)
     assert train_set.camouflage == 0.5 and val_set.camouflage == 0  # validation as drawn
+    with pytest.raises(SystemExit):  # only the simulated camera is posed
+        train.parse_args(['-c', SMOKE, '--level-views', '0.5', '--data', 'nyu'])
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--level-views', '-0.5'])
+    args = train.parse_args(['-c', SMOKE, '--level-views', '0.5'])
+    train_set, val_set = train.build_datasets(args)
+    assert train_set.level_views == 0.5 and val_set.level_views == 0
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
     # Colour augmentations are off unless asked for, and land in the training pipeline.
@@ -194,6 +201,14 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
     assert set(report['sim_test']) == {'s2ml:a/best', 's2ml:b/best'}
     with pytest.raises(SystemExit, match="unknown initial fill 'zeros'"):
         evaluate.main(['--data', 'sim', '--num-samples', '1', '--initial-fills', 'zeros'])
+    with pytest.raises(SystemExit, match=r'--level-views must be in \[0, 1\], got 2'):
+        evaluate.main(['--data', 'sim', '--num-samples', '1', '--level-views', '2'])
+    # Level-held views are a different test set from the one the README's table scores.
+    common = ['--data', 'sim', '--num-samples', '1', '--sim-size', '48', '36', '--baselines',
+              'raw', '--no-progress']
+    plain = evaluate.main(common)['sim_test']['raw']
+    level = evaluate.main(common + ['--level-views', '1'])['sim_test']['raw']
+    assert level['rmse'] != plain['rmse']
 
 
 # Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.

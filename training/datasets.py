@@ -578,13 +578,16 @@ class SimulatedRgbd(_FrameDataset):
     :param camouflage: Share of the matte and textured objects drawn with the look of a surface
         they stand against (:meth:`Scene.camouflaged`), so that some depth edges have no
         colour edge; 0 = the rooms as drawn.
+    :param level_views: Share of the items whose camera is held about level instead of looking
+        down (:class:`SimulatedRgbdCamera`); 0 = always looking down.
     """
 
     def __init__(self, num_samples: int, width: int = 320, height: int = 240,
                  sensors: Sequence[str] = ('structured_light',), split: str = 'train',
                  seed_offset: int = 0, transform: Optional[Transform] = None,
                  seed: int = 0, cache_dir: Optional[PathLike] = None,
-                 sensor_variation: float = 0.0, camouflage: float = 0.0) -> None:
+                 sensor_variation: float = 0.0, camouflage: float = 0.0,
+                 level_views: float = 0.0) -> None:
         super().__init__(transform, seed, 'raise')
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -594,6 +597,9 @@ class SimulatedRgbd(_FrameDataset):
         if not 0.0 <= camouflage <= 1.0:
             raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
         self.camouflage = float(camouflage)
+        if not 0.0 <= level_views <= 1.0:
+            raise ValueError(f'level_views must be in [0, 1], got {level_views}')
+        self.level_views = float(level_views)
         self.num_samples = int(num_samples)
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)
@@ -617,6 +623,8 @@ class SimulatedRgbd(_FrameDataset):
         variation = f'_v{self.sensor_variation:g}' if self.sensor_variation else ''
         if self.camouflage:
             variation += f'_c{self.camouflage:g}'
+        if self.level_views:
+            variation += f'_l{self.level_views:g}'
         cached = None
         if self.cache_dir is not None:
             cached = self.cache_dir / (
@@ -634,7 +642,7 @@ class SimulatedRgbd(_FrameDataset):
         model = SensorModel.from_preset(sensor).varied(
             np.random.default_rng([seed, frame, 11]), self.sensor_variation)
         cam = SimulatedRgbdCamera(self.width, self.height, model, seed=seed,
-                                  camouflage=self.camouflage)
+                                  camouflage=self.camouflage, level_views=self.level_views)
         f = cam.frame_at(frame)
         if cached is not None:
             tmp = cached.with_name(cached.name + f'.{os.getpid()}.partial.npz')

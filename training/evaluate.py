@@ -170,7 +170,7 @@ def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]
     if args.data == 'sim':
         w, h = args.sim_size
         return [('sim_test', ds.SimulatedRgbd(args.num_samples, w, h, args.sensors, 'test',
-                                              transform=tf))]
+                                              transform=tf, level_views=args.level_views))]
     if not args.data_path:
         raise SystemExit(f'--data-path is required for --data {args.data}')
     if args.data == 'nyu':
@@ -250,6 +250,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
     p.add_argument('--sun-list', default=None, help='SUN RGB-D test frame list')
     p.add_argument('--num-samples', type=int, default=100, help='simulated test frames')
+    p.add_argument('--level-views', type=float, default=0.0,
+                   help='share of simulated test frames whose camera is held about level '
+                   'instead of looking down (0: the fixed test set as published)')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
                    help='simulated frame size')
     p.add_argument('--sensors', nargs='+', default=['structured_light'],
@@ -299,6 +302,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
     :return: source -> method -> metrics.
     """
     args = get_args_parser().parse_args(argv)
+    if not 0.0 <= args.level_views <= 1.0:
+        raise SystemExit(f'--level-views must be in [0, 1], got {args.level_views}')
     methods: Dict[str, Method] = {}
     for name in args.baselines:
         if name == 'raw':

@@ -99,6 +99,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='share of simulated matte and textured objects given the look of the '
                    'walls, the floor or another object, so that some depth edges have no colour '
                    'edge (training frames only; 0: the rooms as drawn)')
+    p.add_argument('--level-views', type=float, default=0.0,
+                   help='share of simulated training frames whose camera is held about level '
+                   '(0.4-1.8 m high, ceiling and far walls in view) instead of looking down at '
+                   'furniture (training frames only; 0: always looking down)')
     p.add_argument('--sim-cache', default=None,
                    help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
@@ -216,6 +220,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.camouflage and args.data != 'sim':
         parser.error(f'--camouflage {args.camouflage} recolours simulated rooms; '
                      f'--data is {args.data}')
+    if not 0.0 <= args.level_views <= 1.0:
+        parser.error(f'--level-views must be in [0, 1], got {args.level_views}')
+    if args.level_views and args.data != 'sim':
+        parser.error(f'--level-views {args.level_views} poses the simulated camera; '
+                     f'--data is {args.data}')
     return args
 
 
@@ -246,7 +255,7 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
                                  transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
                                  sensor_variation=args.sensor_variation,
-                                 camouflage=args.camouflage)
+                                 camouflage=args.camouflage, level_views=args.level_views)
         # Validation: simulated test-range seeds offset away from the fixed test set.
         val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
                                seed_offset=500_000, transform=val_tf)

@@ -67,13 +67,18 @@ class SimulatedRgbdCamera:
         ``height`` and ``hfov_deg``.
     :param camouflage: Share of matte and textured objects given the look of a surface they
         stand against (:meth:`Scene.camouflaged`); 0 = the rooms as drawn.
+    :param level_views: Share of rooms in which the camera is held about level, as on a robot
+        or in a hand (height 0.4-1.8 m, pitch -11 to +8 degrees, so the ceiling and the far
+        walls are often in view); in the other rooms it looks down towards furniture
+        height (pitch mostly -5 to -30 degrees). 0 = always looking down.
     """
 
     def __init__(self, width: int = 640, height: int = 480,
                  sensor: Union[str, SensorModel] = 'structured_light', seed: int = 0,
                  fps: float = 30.0, hfov_deg: float = 63.0,
                  frames_per_scene: Optional[int] = None,
-                 intrinsics: Optional[Intrinsics] = None, camouflage: float = 0.0) -> None:
+                 intrinsics: Optional[Intrinsics] = None, camouflage: float = 0.0,
+                 level_views: float = 0.0) -> None:
         self.sensor = sensor if isinstance(sensor, SensorModel) else SensorModel.from_preset(
             sensor)
         if intrinsics is None:
@@ -86,10 +91,16 @@ class SimulatedRgbdCamera:
         if not 0.0 <= camouflage <= 1.0:
             raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
         self.camouflage = float(camouflage)
+        if not 0.0 <= level_views <= 1.0:
+            raise ValueError(f'level_views must be in [0, 1], got {level_views}')
+        self.level_views = float(level_views)
         self._index = 0
         self._scene_key: Optional[int] = None
         self._scene: Optional[Scene] = None
         self._traj: Optional[np.ndarray] = None
+        # Height and pitch of a level-held camera in the current room, each in [0, 1); None
+        # when the camera looks down there.
+        self._level: Optional[np.ndarray] = None
 
     def _scene_for(self, index: int) -> Scene:
         key = 0 if not self.frames_per_scene else index // self.frames_per_scene
@@ -101,6 +112,10 @@ class SimulatedRgbdCamera:
                 # Own stream, so the room, trajectory and noise match camouflage=0.
                 self._scene = self._scene.camouflaged(
                     np.random.default_rng([self.seed, key, 3]), self.camouflage)
+            # Own stream as well: the same rooms and trajectories whatever level_views is.
+            level_rng = np.random.default_rng([self.seed, key, 4])
+            self._level = (level_rng.uniform(0, 1, 2)
+                           if level_rng.random() < self.level_views else None)
             self._scene_key = key
         return self._scene
 
@@ -116,10 +131,12 @@ class SimulatedRgbdCamera:
         t = index / self.fps
         zx, zy, zr = scene.camera_zone
         amp = 0.6 * zr
+        level = self._level
+        height = 1.0 + 0.6 * p[4] if level is None else 0.4 + 1.4 * level[0]
         pos = np.array([
             zx + amp * np.sin(0.21 * t * (0.7 + 0.6 * p[0]) + 6.28 * p[1]),
             zy + amp * np.sin(0.17 * t * (0.7 + 0.6 * p[2]) + 6.28 * p[3]),
-            1.0 + 0.6 * p[4] + 0.15 * np.sin(0.3 * t + 6.28 * p[5]),
+            height + 0.15 * np.sin(0.3 * t + 6.28 * p[5]),
         ])
         # Start facing a piece of furniture, then sweep slowly around the room with a
         # side-to-side sway, looking down towards furniture height (about 0.6 m).
@@ -130,8 +147,11 @@ class SimulatedRgbdCamera:
             yaw0 = 6.28 * p[6]
         yaw = yaw0 + 0.1 * t * (1 if p[7] > 0.5 else -1) + 0.45 * np.sin(
             0.3 * t + 6.28 * p[8])
-        look_down = np.arctan2(pos[2] - 0.6, 2.0)
-        pitch = -look_down * (0.6 + 0.6 * p[9]) + 0.12 * np.sin(0.35 * t + 6.28 * p[10])
+        if level is None:
+            look_down = np.arctan2(pos[2] - 0.6, 2.0)
+            pitch = -look_down * (0.6 + 0.6 * p[9]) + 0.12 * np.sin(0.35 * t + 6.28 * p[10])
+        else:
+            pitch = -0.15 + 0.25 * level[1] + 0.04 * np.sin(0.35 * t + 6.28 * p[10])
         roll = 0.04 * np.sin(0.5 * t + 6.28 * p[11])
         forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch),
                             np.sin(pitch)])
