@@ -158,10 +158,21 @@ class RealSenseNode(Node):
             self.finished.set()
 
     def shutdown(self) -> None:
-        """Stop the reader thread and the camera."""
+        """Stop the reader thread and the camera; safe to call twice."""
         self._stop.set()
-        self._thread.join(timeout=10.0)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10.0)
         self._source.stop()
+
+    def destroy_node(self) -> None:
+        """Stop the reader thread, then destroy the node and its publishers."""
+        # A context shutdown (SIGINT / SIGTERM) destroys the node before it marks the context
+        # shut down: a frameset published in that window would fail as a real error, and one
+        # logged while rclpy finalizes logging can crash the process. A node whose camera did
+        # not open has no reader thread.
+        if hasattr(self, '_thread'):
+            self.shutdown()
+        super().destroy_node()
 
 
 def main(args: Optional[List[str]] = None) -> int:

@@ -107,6 +107,10 @@ def spin_once(node, timeout_sec=None):
     while node.published == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     rclpy.shutdown()  # SIGTERM while the reader thread publishes framesets
+    # The shutdown destroyed the node; its reader must be stopped by then, not left publishing
+    # through destroyed publishers while rclpy finalizes.
+    if node._thread.is_alive():
+        sys.exit('reader thread still running after the context shut down')
     node.finished.wait(60)
 
 rclpy.spin_once = spin_once
