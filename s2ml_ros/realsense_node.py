@@ -157,21 +157,16 @@ class RealSenseNode(Node):
         finally:
             self.finished.set()
 
-    def shutdown(self) -> None:
-        """Stop the reader thread and the camera; safe to call twice."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10.0)
-        self._source.stop()
-
     def destroy_node(self) -> None:
-        """Stop the reader thread, then destroy the node and its publishers."""
+        """Stop the reader thread and the camera, then destroy the node and its publishers."""
         # A context shutdown (SIGINT / SIGTERM) destroys the node before it marks the context
         # shut down: a frameset published in that window would fail as a real error, and one
-        # logged while rclpy finalizes logging can crash the process. A node whose camera did
+        # logged while rclpy finalizes logging may crash the process. A node whose camera did
         # not open has no reader thread.
         if hasattr(self, '_thread'):
-            self.shutdown()
+            self._stop.set()
+            self._thread.join(timeout=10.0)
+            self._source.stop()
         super().destroy_node()
 
 
@@ -201,7 +196,6 @@ def main(args: Optional[List[str]] = None) -> int:
             raise
     finally:
         if node is not None:
-            node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
     return code

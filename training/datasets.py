@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 from s2ml_ros.geometry import Intrinsics
-from s2ml_ros.simulation import SensorModel, SimulatedRgbdCamera
+from s2ml_ros.simulation import check_share, SensorModel, SimulatedRgbdCamera
 from torch.utils.data import Dataset
 
 from .transforms import Sample, to_tensor
@@ -594,12 +594,9 @@ class SimulatedRgbd(_FrameDataset):
         if not sensor_variation >= 0:
             raise ValueError(f'sensor_variation must be >= 0, got {sensor_variation}')
         self.sensor_variation = float(sensor_variation)
-        if not 0.0 <= camouflage <= 1.0:
-            raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
-        self.camouflage = float(camouflage)
-        if not 0.0 <= level_views <= 1.0:
-            raise ValueError(f'level_views must be in [0, 1], got {level_views}')
-        self.level_views = float(level_views)
+        # Checked here as well as in the camera, which is only built when a frame is read.
+        self.camouflage = check_share('camouflage', camouflage)
+        self.level_views = check_share('level_views', level_views)
         self.num_samples = int(num_samples)
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)

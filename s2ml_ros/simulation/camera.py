@@ -52,6 +52,20 @@ class RgbdFrame:
         return (self.depth_raw_m <= 0) & (self.depth_gt_m > 0)
 
 
+def check_share(name: str, value: float) -> float:
+    """
+    Check a share of rooms or objects given a variation.
+
+    :param name: The setting's name, for the error.
+    :param value: The share, 0 (none) to 1 (all).
+    :return: ``value`` as a float.
+    :raises ValueError: Naming the setting and the value when it is outside [0, 1].
+    """
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f'{name} must be in [0, 1], got {value}')
+    return float(value)
+
+
 class SimulatedRgbdCamera:
     """
     An RGB-D camera flying through a random furnished room.
@@ -68,9 +82,10 @@ class SimulatedRgbdCamera:
     :param camouflage: Share of matte and textured objects given the look of a surface they
         stand against (:meth:`Scene.camouflaged`); 0 = the rooms as drawn.
     :param level_views: Share of rooms in which the camera is held about level, as on a robot
-        or in a hand (height 0.4-1.8 m, pitch -11 to +8 degrees, so the ceiling and the far
-        walls are often in view); in the other rooms it looks down towards furniture
-        height (pitch mostly -5 to -30 degrees). 0 = always looking down.
+        or in a hand (height 0.4-1.8 m give or take a 0.15 m sway, pitch -11 to +8 degrees, so
+        the ceiling and the far walls are often in view); in the other rooms it looks down
+        towards furniture height from 1.0-1.6 m (pitch mostly -5 to -30 degrees). 0 = always
+        looking down.
     """
 
     def __init__(self, width: int = 640, height: int = 480,
@@ -88,12 +103,8 @@ class SimulatedRgbdCamera:
         self.seed = int(seed)
         self.fps = float(fps)
         self.frames_per_scene = frames_per_scene
-        if not 0.0 <= camouflage <= 1.0:
-            raise ValueError(f'camouflage must be in [0, 1], got {camouflage}')
-        self.camouflage = float(camouflage)
-        if not 0.0 <= level_views <= 1.0:
-            raise ValueError(f'level_views must be in [0, 1], got {level_views}')
-        self.level_views = float(level_views)
+        self.camouflage = check_share('camouflage', camouflage)
+        self.level_views = check_share('level_views', level_views)
         self._index = 0
         self._scene_key: Optional[int] = None
         self._scene: Optional[Scene] = None
@@ -139,7 +150,8 @@ class SimulatedRgbdCamera:
             height + 0.15 * np.sin(0.3 * t + 6.28 * p[5]),
         ])
         # Start facing a piece of furniture, then sweep slowly around the room with a
-        # side-to-side sway, looking down towards furniture height (about 0.6 m).
+        # side-to-side sway, looking down towards furniture height (about 0.6 m) unless the
+        # camera is held level in this room.
         if scene.primitives:
             target = scene.primitives[int(p[6] * len(scene.primitives))].center
             yaw0 = np.arctan2(target[1] - zy, target[0] - zx)
