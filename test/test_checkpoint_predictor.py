@@ -283,3 +283,38 @@ def test_cuda_predictor_matches_cpu(tiny_checkpoint, precision):
     tolerance = 1e-3 if precision == 'fp32' else 5e-2
     np.testing.assert_allclose(gpu.predict(rgb, depth), cpu.predict(rgb, depth),
                                atol=tolerance, rtol=tolerance)
+
+
+def test_cuda_graph_needs_cuda_and_excludes_compile(tiny_checkpoint):
+    with pytest.raises(ValueError, match='cuda_graph needs a CUDA device, got cpu'):
+        DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cpu',
+                                                 cuda_graph=True)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match='cannot be combined'):
+            DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cuda',
+                                                     cuda_graph=True, compile_model=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
+def test_cuda_graph_replays_match_eager_runs_for_every_frame(tiny_checkpoint, precision):
+    # New content every frame (a replay must not return the previous frame's depth), two frame
+    # sizes, and flip averaging switched on between frames (a batch of two: another graph).
+    graphed = DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cuda',
+                                                       precision=precision, cuda_graph=True)
+    eager = DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cuda',
+                                                     precision=precision)
+    assert graphed.cuda_graph and not eager.cuda_graph
+    tolerance = 1e-4 if precision == 'fp32' else 2e-2
+    previous = None
+    for seed, size, flip in [(1, (45, 62), False), (2, (45, 62), False), (3, (30, 41), False),
+                             (4, (45, 62), True), (5, (45, 62), False)]:
+        rgb, depth = _frame(*size, seed=seed)
+        graphed.flip_average = eager.flip_average = flip
+        out = graphed.predict(rgb, depth)
+        np.testing.assert_allclose(out, eager.predict(rgb, depth), atol=tolerance,
+                                   rtol=tolerance)
+        if previous is not None and previous.shape == out.shape:
+            assert not np.array_equal(out, previous)
+        previous = out
+    assert graphed.cuda_graph

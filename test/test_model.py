@@ -8,6 +8,7 @@ from s2ml_ros.model.layers import (_neighbour_index, colour_affinities, guided_m
                                    initial_fill, pyramid_fill, shifted_window_mask,
                                    SpectralFusion, SwinBlock, window_partition, window_reverse)
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def _inputs(height, width, batch=2, hole_fraction=0.3, seed=0):
@@ -343,6 +344,78 @@ def test_sor_sweeps_come_closer_to_the_exact_fill_than_jacobi_sweeps():
     assert (converged - exact)[hole].abs().max() < 1e-3
     with pytest.raises(ValueError, match="solver must be one of .*got 'cg'"):
         guided_multigrid_fill(depth * mask, mask, gray, 5, solver='cg')
+
+
+@pytest.mark.parametrize('solver', ['sor', 'jacobi'])
+def test_whole_image_sweeps_give_the_hole_sweeps_result(solver):
+    # Two images of odd size with a large hole (coarse levels sweep too), scattered holes and
+    # an image border inside the hole: the graph-capturable sweeps must solve the same
+    # equations in the same order.
+    gen = torch.Generator().manual_seed(5)
+    depth = 1.0 + 2.0 * torch.rand(2, 1, 37, 53, generator=gen)
+    mask = (torch.rand(2, 1, 37, 53, generator=gen) > 0.2).float()
+    mask[0, :, 5:30, 0:40] = 0
+    mask[1, :, 20:, 30:] = 0
+    guide = torch.rand(2, 3, 37, 53, generator=gen)
+    holes = guided_multigrid_fill(depth * mask, mask, guide, 20, solver=solver)
+    whole = guided_multigrid_fill(depth * mask, mask, guide, 20, solver=solver,
+                                  whole_image=True)
+    torch.testing.assert_close(whole, holes, atol=1e-5, rtol=1e-5)
+    assert torch.equal(whole[mask > 0], depth[mask > 0])
+
+
+class _HostRoundTrips(TorchDispatchMode):
+    """Record the operators that read device data on the host or send host data to a device."""
+
+    HOST_READS = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select',
+                  'aten.unique', 'aten.lift_fresh')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        bool_index = name.startswith('aten.index') and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool
+            for a in args if isinstance(a, (list, tuple)) for i in a)
+        if name.startswith(self.HOST_READS) or bool_index:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_sync_free_forward_never_waits_for_the_device_nor_copies_from_the_host():
+    # What CUDA graph capture forbids, checked on the CPU: after a first call (which fills the
+    # model's caches) a sync-free forward pass reads nothing back and uploads nothing.
+    model = build_s2ml('tiny').eval()
+    rgb = torch.rand(1, 3, 40, 56)
+    depth = 1.0 + 3.0 * torch.rand(1, 1, 40, 56)
+    depth[..., 5:35, 3:40] = 0
+    with torch.inference_mode():
+        model(rgb, depth)
+        default, sync_free = _HostRoundTrips(), _HostRoundTrips()
+        with default:
+            model(rgb, depth)
+        model.sync_free = True
+        model(rgb, depth)
+        with sync_free:
+            model(rgb, depth)
+    assert 'aten.nonzero.default' in default.seen  # the hole-only sweeps do wait
+    assert sync_free.seen == []
+
+
+def test_sync_free_forward_matches_the_default_forward():
+    torch.manual_seed(0)
+    model = build_s2ml('tiny').eval()
+    rgb = torch.rand(1, 3, 50, 70)
+    depth = 1.0 + 3.0 * torch.rand(1, 1, 50, 70)
+    depth[..., 10:40, 5:50] = 0
+    with torch.no_grad():
+        default = model(rgb, depth)
+        model.sync_free = True
+        sync_free = model(rgb, depth)
+    for a, b in zip(sync_free, default):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize('height,width,window', [(16, 24, 8), (8, 8, 4), (12, 36, 4)])

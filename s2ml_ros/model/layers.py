@@ -13,7 +13,7 @@ Layouts: conv and FFT blocks are NCHW; attention blocks are NHWC.
 
 import functools
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -103,12 +103,22 @@ def colour_affinities(guide: torch.Tensor, pixels: torch.Tensor, neighbours: tor
     :return: Weights [N, 8], each row summing to 1.
     """
     planes = guide[None] if guide.dim() == 1 else guide
-    diff2 = window_var = 0.0
     # One channel at a time: gathering from a [C, P] tensor's rows is several times faster
     # than gathering [N, 8, C] from a [P, C] one.
-    for plane in planes:
-        centre = plane[pixels][:, None]
-        around = plane[neighbours]
+    return _affinity_weights([(plane[pixels][:, None], plane[neighbours]) for plane in planes])
+
+
+def _affinity_weights(planes: List[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """
+    Compute the weights of :func:`colour_affinities` from channel centre and neighbour values.
+
+    :param planes: Per guide channel, (centre, around): the pixels' own values, size 1 along
+        dim 1, and their 8 neighbours' values along dim 1 (same other dims: [N, 1] / [N, 8]
+        for listed pixels, [B, 1, P] / [B, 8, P] for whole images).
+    :return: Weights shaped like ``around``, summing to 1 along dim 1.
+    """
+    diff2 = window_var = 0.0
+    for centre, around in planes:
         diff2 = diff2 + (around - centre) ** 2
         window_mean = (around.sum(1, keepdim=True) + centre) / 9.0
         # Two-pass variance: E[I^2] - E[I]^2 cancels badly in float32 on flat patches.
@@ -119,6 +129,67 @@ def colour_affinities(guide: torch.Tensor, pixels: torch.Tensor, neighbours: tor
     sigma = torch.maximum(0.6 * window_var, min_diff2 / math.log(100.0)).clamp_min(2e-6)
     weights = torch.exp(-diff2 / sigma)
     return weights / weights.sum(1, keepdim=True)
+
+
+# Position of the centre in a flattened 3x3 window (F.unfold order); the other 8 positions
+# are _NEIGHBOUR_OFFSETS in order.
+_WINDOW_CENTRE = 4
+
+
+def _windows3x3(image: torch.Tensor) -> torch.Tensor:
+    """
+    Every pixel's 3x3 window, pixels outside the image clamped to its border.
+
+    :param image: [B, 1, H, W].
+    :return: [B, 9, H*W], row-major window positions (centre at ``_WINDOW_CENTRE``).
+    """
+    return F.unfold(F.pad(image, (1, 1, 1, 1), mode='replicate'), 3)
+
+
+def _whole_image_sweeps(filled: torch.Tensor, known: torch.Tensor, guide: torch.Tensor,
+                        sweeps: int, solver: str) -> torch.Tensor:
+    """
+    Run the sweeps of :func:`guided_multigrid_fill` over whole images: no data-dependent shape.
+
+    The same equations, weights, pixel classes and update order as the hole-only sweeps, so
+    the result is the same up to float rounding. Each sweep touches every pixel (about 5x the
+    arithmetic at 20% holes) but never asks the host how many holes there are, so the work is a
+    fixed sequence of kernels that a CUDA graph can replay.
+
+    :param filled: Start values [B, 1, H, W]; known pixels hold their measured value.
+    :param known: bool [B, 1, H, W], True where the value is fixed.
+    :param guide: Guide [B, C, H, W] of this level.
+    :param sweeps: Number of sweeps.
+    :param solver: 'sor' or 'jacobi'.
+    :return: Filled depth [B, 1, H, W].
+    """
+    b, _, height, width = filled.shape
+    planes = []
+    for c in range(guide.shape[1]):
+        # Slices, not a list index: that would be a host-to-device copy, which capture forbids.
+        window = _windows3x3(guide[:, c:c + 1])
+        around = torch.cat([window[:, :_WINDOW_CENTRE], window[:, _WINDOW_CENTRE + 1:]], 1)
+        planes.append((window[:, _WINDOW_CENTRE:_WINDOW_CENTRE + 1], around))
+    weights = _affinity_weights(planes)  # [B, 8, H*W]
+    holes = ~known
+    if solver == 'sor':
+        centre = torch.full_like(weights[:, :1], 1.0 - SOR_RELAXATION)
+        weights = SOR_RELAXATION * weights
+        y = torch.arange(height, device=filled.device)[:, None] % 2
+        x = torch.arange(width, device=filled.device)[None, :] % 2
+        checker = y * 2 + x
+        updates = [holes & (checker == c) for c in range(4)]
+    else:
+        centre = torch.zeros_like(weights[:, :1])
+        updates = [holes]
+    window_weights = torch.cat([weights[:, :_WINDOW_CENTRE], centre,
+                                weights[:, _WINDOW_CENTRE:]], 1)
+    for _ in range(sweeps):
+        for update in updates:
+            # Every pixel's right-hand side is computed from the values before this group.
+            new = (window_weights * _windows3x3(filled)).sum(1).view(b, 1, height, width)
+            filled = torch.where(update, new, filled)
+    return filled
 
 
 def _fill_support(mask: torch.Tensor) -> torch.Tensor:
@@ -150,7 +221,8 @@ SOR_RELAXATION = 1.5
 
 def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor,
                           fine_iterations: int, max_iterations: Optional[int] = None,
-                          coarsest_side: int = 8, solver: str = 'sor') -> torch.Tensor:
+                          coarsest_side: int = 8, solver: str = 'sor',
+                          whole_image: bool = False) -> torch.Tensor:
     """
     Fill holes with a fast approximation of Levin et al.'s colorization fill (no parameters).
 
@@ -181,6 +253,9 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.
         16 x for 'jacobi').
     :param coarsest_side: The pyramid stops when its shorter side is at most this.
     :param solver: 'sor' or 'jacobi' (``S2MLConfig.fill_solver``).
+    :param whole_image: Sweep whole images (:func:`_whole_image_sweeps`): the same result with
+        no host synchronisation, as CUDA graph capture needs; by default only the holes are
+        swept, which is faster everywhere else.
     :return: Filled depth [B, 1, H, W]; 0 only where an image has no valid pixel at all.
     :raises ValueError: For an unknown solver.
     """
@@ -208,6 +283,10 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.
             filled = F.interpolate(filled, size=d.shape[-2:], mode='bilinear',
                                    align_corners=False)
             filled = torch.where(known, measured, filled)
+        sweeps = min(max_iterations, fine_iterations * 2 ** level)
+        if whole_image:
+            filled = _whole_image_sweeps(filled, known, g, sweeps, solver)
+            continue
         # Only hole pixels change, so the sweeps gather and update just those (about 5x less
         # work than whole-image sweeps at a typical 20% of holes).
         holes = torch.nonzero(~known.flatten()).squeeze(1)
@@ -231,7 +310,7 @@ def guided_multigrid_fill(depth: torch.Tensor, mask: torch.Tensor, guide: torch.
         # ``filled`` is a tensor made at this level (torch.where or pyramid_fill), not an
         # input, so the sweeps write into it in place through a flat view.
         values = filled.view(-1)
-        for _ in range(min(max_iterations, fine_iterations * 2 ** level)):
+        for _ in range(sweeps):
             # Each group's right-hand side is gathered in full before the group is written.
             for group_holes, group_neighbours, group_weights in groups:
                 values[group_holes] = (group_weights * values[group_neighbours]).sum(1)
@@ -267,7 +346,7 @@ def _guide_transform(fill_guide: str, dtype: torch.dtype, device: torch.device) 
 
 def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kind: str,
                  fill_iterations: int, fill_solver: str = 'sor',
-                 fill_guide: str = 'chroma') -> torch.Tensor:
+                 fill_guide: str = 'chroma', whole_image: bool = False) -> torch.Tensor:
     """
     Compute the cascade's parameter-free initial depth D_0 (``S2MLConfig.initial_fill``).
 
@@ -282,6 +361,8 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
         (``S2MLConfig.fill_solver``).
     :param fill_guide: 'chroma', 'rgb' or 'gray', the image whose affinities guide
         'guided_multigrid' (``S2MLConfig.fill_guide``).
+    :param whole_image: 'guided_multigrid' sweeps whole images, with no host synchronisation
+        (see :func:`guided_multigrid_fill`).
     :return: D_0 [B, 1, H, W].
     :raises ValueError: For an unknown guide.
     """
@@ -292,7 +373,8 @@ def initial_fill(depth: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor, kin
         if fill_guide != 'rgb':
             guide = torch.einsum('ck,bkhw->bchw',
                                  _guide_transform(fill_guide, rgb.dtype, rgb.device), guide)
-        return guided_multigrid_fill(depth, mask, guide, fill_iterations, solver=fill_solver)
+        return guided_multigrid_fill(depth, mask, guide, fill_iterations, solver=fill_solver,
+                                     whole_image=whole_image)
     if kind == 'zeros':
         return depth * mask
     return pyramid_fill(depth, mask, local=kind == 'local_pyramid')

@@ -49,6 +49,10 @@ class S2ML(nn.Module):
     depth [B, 1, H, W] in meters, final stage last. In eval mode outputs are clamped to >= 0;
     in training mode they are not, so the loss can push negative values back up.
 
+    ``sync_free`` (a run-time setting, not part of the config or checkpoint) makes the forward
+    pass a fixed sequence of kernels with no host synchronisation, as CUDA graph capture needs:
+    the initial fill then sweeps whole images, with the same result.
+
     :param config: Architecture.
     """
 
@@ -61,6 +65,7 @@ class S2ML(nn.Module):
         self.depth_stem = nn.Sequential(nn.PixelUnshuffle(r),
                                         nn.Conv2d(2 * r * r, c, 3, padding=1),
                                         nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1))
+        self.sync_free = False
         self.pairs = nn.ModuleList([FusionPair(config, update_rgb=k < config.num_pairs - 1)
                                     for k in range(config.num_pairs)])
         self.register_buffer('rgb_mean', torch.tensor(_RGB_MEAN).view(1, 3, 1, 1),
@@ -120,7 +125,7 @@ class S2ML(nn.Module):
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
         depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill,
                                self.config.fill_iterations, self.config.fill_solver,
-                               self.config.fill_guide)
+                               self.config.fill_guide, whole_image=self.sync_free)
         rgb_n = (rgb - self.rgb_mean) / self.rgb_std
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
