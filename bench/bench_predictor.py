@@ -24,15 +24,15 @@ import torch
 
 SIZES = {'320x240': (240, 320), '640x480': (480, 640)}
 COMPILE_MODES = ('compile', 'reduce-overhead', 'max-autotune')
-MODES = ('eager', 'graph') + COMPILE_MODES
+MODES = ('graph',) + COMPILE_MODES
 
 
 def parse_setting(text: str) -> Tuple[str, Union[bool, str], bool]:
     """
     Read one setting such as ``fp16``, ``fp16+graph`` or ``fp16+reduce-overhead``.
 
-    No mode (or 'eager') runs the model as it is, 'graph' replays it from CUDA graphs, and the
-    compile modes use torch.compile instead.
+    No mode runs the model as it is, 'graph' replays it from CUDA graphs, and the compile modes
+    use torch.compile instead.
 
     :return: (precision, compile_model, cuda_graph) arguments of the predictor.
     :raises ValueError: For an unknown precision or mode.

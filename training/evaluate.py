@@ -38,6 +38,7 @@ from s2ml_ros.model.config import FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS, S2ML
 from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
 from s2ml_ros.pipeline import DepthCompletionPredictor
+from s2ml_ros.simulation import check_share
 import torch
 from tqdm import tqdm
 
@@ -302,8 +303,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
     :return: source -> method -> metrics.
     """
     args = get_args_parser().parse_args(argv)
-    if not 0.0 <= args.level_views <= 1.0:
-        raise SystemExit(f'--level-views must be in [0, 1], got {args.level_views}')
+    try:
+        check_share('--level-views', args.level_views)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     methods: Dict[str, Method] = {}
     for name in args.baselines:
         if name == 'raw':

@@ -33,6 +33,7 @@ from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model import get_config, load_checkpoint, S2ML, save_checkpoint
 from s2ml_ros.model.config import (ConfigError, FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
                                    PARAMETER_FREE_FIELDS, S2MLConfig)
+from s2ml_ros.simulation import check_share
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -215,16 +216,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         model_config(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    if not 0.0 <= args.camouflage <= 1.0:
-        parser.error(f'--camouflage must be in [0, 1], got {args.camouflage}')
-    if args.camouflage and args.data != 'sim':
-        parser.error(f'--camouflage {args.camouflage} recolours simulated rooms; '
-                     f'--data is {args.data}')
-    if not 0.0 <= args.level_views <= 1.0:
-        parser.error(f'--level-views must be in [0, 1], got {args.level_views}')
-    if args.level_views and args.data != 'sim':
-        parser.error(f'--level-views {args.level_views} poses the simulated camera; '
-                     f'--data is {args.data}')
+    for flag, share, what in (('--camouflage', args.camouflage, 'recolours simulated rooms'),
+                              ('--level-views', args.level_views, 'poses the simulated camera')):
+        try:
+            check_share(flag, share)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if share and args.data != 'sim':
+            parser.error(f'{flag} {share} {what}; --data is {args.data}')
     return args
 
 

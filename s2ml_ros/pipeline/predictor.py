@@ -62,9 +62,10 @@ class _GraphedForward:
     A model's forward pass replayed from CUDA graphs, one graph per input shape and layout.
 
     Per frame the CPU then issues a few copies and one graph launch instead of thousands of
-    small kernels (the initial fill's sweeps alone are about 7,400 at 640x480), which is what
-    bounds a small network's latency on a GPU. The first frame of each shape runs the model
-    twice eagerly (cuDNN and cuFFT choices, the model's own caches) and captures the third run.
+    small kernels (about 6,000 in the initial fill of a 640x480 frame with large holes; see
+    docs/architecture.md), which is what bounds a small network's latency on a GPU. The first
+    frame of each shape runs the model twice eagerly (cuDNN and cuFFT choices, the model's own
+    caches) and captures the third run.
 
     :param model: The network, already on its CUDA device and in eval mode; its ``sync_free``
         is switched on, as capture needs.
