@@ -499,10 +499,10 @@ def test_model_under_autocast_keeps_output_shapes():
     assert torch.isfinite(stages[-1].float()).all()
 
 
-def _capped_pair(cap_m):
+def _capped_pair(**caps):
     torch.manual_seed(3)
     model = build_s2ml(replace(get_config('test'), fill_iterations=4)).eval()
-    capped = S2ML(replace(model.config, depth_scale_cap_m=cap_m)).eval()
+    capped = S2ML(replace(model.config, **caps)).eval()
     capped.load_state_dict(model.state_dict())
     # Heads start near zero; perturb them so the network's change to D_0 is not negligible.
     with torch.no_grad():
@@ -514,7 +514,7 @@ def _capped_pair(cap_m):
 
 
 def test_depth_scale_cap_runs_a_deep_frame_at_the_cap_and_scales_the_output_back():
-    model, capped = _capped_pair(2.0)
+    model, capped = _capped_pair(depth_scale_cap_m=2.0)
     rgb, depth = _inputs(40, 56, batch=1)
     depth = torch.where(depth > 0, depth + 4.0, depth)  # measured depths 4.5-8.5 m
     valid = depth[depth > 0]
@@ -529,7 +529,7 @@ def test_depth_scale_cap_runs_a_deep_frame_at_the_cap_and_scales_the_output_back
 
 
 def test_depth_scale_cap_leaves_close_frames_and_empty_frames_as_measured():
-    model, capped = _capped_pair(5.0)
+    model, capped = _capped_pair(depth_scale_cap_m=5.0)
     rgb, depth = _inputs(40, 56, batch=3)  # measured depths 0.5-4.5 m: p90 under 5 m
     depth[2] = 0.0  # nothing measured: no scale to take
     deep = depth[1:2].clone()
@@ -540,6 +540,27 @@ def test_depth_scale_cap_leaves_close_frames_and_empty_frames_as_measured():
         plain = model(rgb, depth)[-1]
     assert torch.equal(out[0], plain[0]) and torch.equal(out[2], plain[2])
     assert torch.isfinite(out).all() and not torch.allclose(out[1], plain[1], atol=1e-3)
+
+
+def test_far_change_cap_bounds_every_stage_by_the_initial_fill_and_nothing_else():
+    share = 0.02
+    model, capped = _capped_pair(far_change_cap=share)
+    cfg = model.config
+    rgb, depth = _inputs(40, 56, batch=2)  # sides a multiple of 8: the model pads nothing
+    valid = depth > 0
+    with torch.inference_mode():
+        plain = model(rgb, depth)
+        out = capped(rgb, depth)
+        # D_0 as the model computes it, in its depth unit (d_max meters).
+        d0 = initial_fill(depth / cfg.max_depth_m, valid.float(), rgb, cfg.initial_fill,
+                          cfg.fill_iterations, cfg.fill_solver, cfg.fill_guide)
+    limit = d0 * (1.0 + share) * cfg.max_depth_m
+    for stage_plain, stage_out in zip(plain, out):
+        farther = stage_plain > limit + 1e-4
+        # The perturbed network places pixels on both sides of the cap.
+        assert farther.any() and (~farther).any()
+        assert torch.allclose(stage_out, torch.minimum(stage_plain, limit), atol=1e-5)
+        assert torch.equal(stage_out[~farther], stage_plain[~farther])
 
 
 def test_forward_rejects_mismatched_inputs():
@@ -568,6 +589,8 @@ def test_config_validation_names_the_bad_value():
     for bad in (-1.0, float('inf'), float('nan'), True, '2'):
         with pytest.raises(ConfigError, match=f'depth_scale_cap_m must be .*got {bad!r}'):
             S2MLConfig(depth_scale_cap_m=bad)
+        with pytest.raises(ConfigError, match=f'far_change_cap must be .*got {bad!r}'):
+            S2MLConfig(far_change_cap=bad)
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

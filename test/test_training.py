@@ -58,11 +58,12 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
                          'guided_multigrid', '--init-from', str(start), '--planted-holes', '1.0',
                          '--planted-weight', '2.0', '--decals', '0.5', '--camera-colour', '0.5',
                          '--fill-iterations', '12', '--fill-solver', 'jacobi',
-                         '--fill-guide', 'gray', '--depth-scale-cap', '2.5'])
+                         '--fill-guide', 'gray', '--depth-scale-cap', '2.5',
+                         '--far-change-cap', '0.05'])
     _, info = load_checkpoint(tmp_path / 'b' / 'best.safetensors')
     assert info.config.initial_fill == 'guided_multigrid' and info.config.fill_iterations == 12
     # The cap runs inside the model, so the checkpoint carries it to the node.
-    assert info.config.depth_scale_cap_m == 2.5
+    assert info.config.depth_scale_cap_m == 2.5 and info.config.far_change_cap == 0.05
     assert info.config.fill_solver == 'jacobi' and info.config.fill_guide == 'gray'
     assert info.provenance['args']['decals'] == 0.5
     _, start_info = load_checkpoint(start)
@@ -126,7 +127,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     assert (last.low, last.high, last.p) == (1, 2, 0.3)
     for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
                 ['--depth-scale-p', '1.5'], ['--depth-scale-cap', '-1'],
-                ['--depth-scale-cap', 'inf'], ['--fill-iterations', '0'],
+                ['--depth-scale-cap', 'inf'], ['--far-change-cap', '-0.5'],
+                ['--fill-iterations', '0'],
                 ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)
@@ -263,11 +265,13 @@ def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> Non
     model, info = load_checkpoint(source)
     copy = change_fill.main([str(source), str(tmp_path / 'sor.safetensors'),
                              '--fill-solver', 'sor', '--fill-iterations', '12',
-                             '--fill-guide', 'gray', '--depth-scale-cap', '3'])
+                             '--fill-guide', 'gray', '--depth-scale-cap', '3',
+                             '--far-change-cap', '0.02'])
     changed, changed_info = load_checkpoint(copy)
     assert (changed_info.config.fill_solver, changed_info.config.fill_iterations,
             changed_info.config.fill_guide) == ('sor', 12, 'gray')
     assert changed_info.config.depth_scale_cap_m == 3.0
+    assert changed_info.config.far_change_cap == 0.02
     change = changed_info.provenance['fill_changed']
     assert (change['from']['depth_scale_cap_m'], change['to']['depth_scale_cap_m']) == (0.0, 3.0)
     assert changed_info.config.initial_fill == info.config.initial_fill

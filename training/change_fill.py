@@ -1,8 +1,8 @@
 """
-Copy a checkpoint with other settings of its parameter-free initial fill D_0 or depth scale cap.
+Copy a checkpoint with other settings of its parameter-free initial fill D_0 or output caps.
 
-``initial_fill``, ``fill_iterations``, ``fill_solver``, ``fill_guide`` and
-``depth_scale_cap_m`` have no weights, so trained weights can run on another setting without
+``initial_fill``, ``fill_iterations``, ``fill_solver``, ``fill_guide``,
+``depth_scale_cap_m`` and ``far_change_cap`` have no weights, so trained weights can run on another setting without
 retraining (measure it: the cascade learned
 to refine the fill it was trained on). The copy records the change and the source file's
 SHA-256 in its provenance. Example, from the repository root::
@@ -70,12 +70,15 @@ def main(argv: Optional[List[str]] = None) -> Path:
     p.add_argument('--fill-guide', choices=list(FILL_GUIDES), default=None)
     p.add_argument('--depth-scale-cap', type=float, default=None, metavar='METERS',
                    help='depth_scale_cap_m (0 = off)')
+    p.add_argument('--far-change-cap', type=float, default=None, metavar='SHARE',
+                   help='far_change_cap (0 = off)')
     args = p.parse_args(argv)
     try:
         path = change_fill(args.source, args.destination, initial_fill=args.initial_fill,
                            fill_iterations=args.fill_iterations, fill_solver=args.fill_solver,
                            fill_guide=args.fill_guide,
-                           depth_scale_cap_m=args.depth_scale_cap)
+                           depth_scale_cap_m=args.depth_scale_cap,
+                           far_change_cap=args.far_change_cap)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise SystemExit(f'error: {exc}') from exc
     print(f'wrote {path}')

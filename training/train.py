@@ -65,6 +65,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='override the depth_scale_cap_m of the model config: frames whose '
                         'measured depth has a 90th percentile beyond this are scaled down to '
                         'it inside the model (0 = off)')
+    p.add_argument('--far-change-cap', type=float, default=None, metavar='SHARE',
+                   help='override the far_change_cap of the model config: no output pixel '
+                        'farther than (1 + SHARE) times the initial fill (0 = off)')
     p.add_argument('--num-pairs', type=int, default=None,
                    help="override the variant's number of fusion pairs K")
     p.add_argument('--data', default='sim', choices=['sim', 'nyu', 'sun', 'folder', 'bag'],
@@ -172,7 +175,7 @@ def model_config(args: argparse.Namespace) -> S2MLConfig:
     overrides = {'initial_fill': args.initial_fill or None,
                  'fill_iterations': args.fill_iterations, 'fill_solver': args.fill_solver,
                  'fill_guide': args.fill_guide, 'depth_scale_cap_m': args.depth_scale_cap,
-                 'num_pairs': args.num_pairs}
+                 'far_change_cap': args.far_change_cap, 'num_pairs': args.num_pairs}
     return dataclasses.replace(get_config(args.variant),
                                **{k: v for k, v in overrides.items() if v is not None})
 

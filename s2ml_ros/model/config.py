@@ -15,7 +15,7 @@ FILL_GUIDES = ('chroma', 'rgb', 'gray')
 # can be fine-tuned or run on other values (measure it; the cascade learned its own fill).
 FILL_FIELDS = ('initial_fill', 'fill_iterations', 'fill_solver', 'fill_guide')
 # Fields without weights: trained weights run under other values without retraining.
-PARAMETER_FREE_FIELDS = FILL_FIELDS + ('depth_scale_cap_m',)
+PARAMETER_FREE_FIELDS = FILL_FIELDS + ('depth_scale_cap_m', 'far_change_cap')
 
 
 class ConfigError(ValueError):
@@ -64,6 +64,13 @@ class S2MLConfig:
         initial fill and the network, and the output scaled back up: deep rooms reach the
         network at the depth scale it was trained on. Parameter-free; 0 (the default, and what
         checkpoints written before this field ran) leaves every frame as measured.
+    :param far_change_cap: When > 0, every depth the cascade emits is at most D_0 * (1 + c):
+        the network may bring a pixel closer than its initial fill by any amount but place it
+        farther by at most this share. A network trained on simulated rooms, whose holes are
+        mostly shadows with the far surface behind them, pushes real holes over plain surfaces
+        away (docs/training_log.md); an obstacle placed too far is also the costlier error
+        for a robot. Parameter-free; 0 (the default, and what checkpoints written before this
+        field ran) leaves the output as the network gives it.
     :param variant: Name of the variant this config came from ('custom' otherwise).
     """
 
@@ -81,6 +88,7 @@ class S2MLConfig:
     fill_solver: str = 'sor'
     fill_guide: str = 'chroma'
     depth_scale_cap_m: float = 0.0
+    far_change_cap: float = 0.0
     variant: str = 'custom'
 
     def __post_init__(self) -> None:
@@ -117,6 +125,12 @@ class S2MLConfig:
             raise ConfigError(
                 f'depth_scale_cap_m must be a finite number of meters >= 0 (0 = off), '
                 f'got {self.depth_scale_cap_m!r}')
+        if not (isinstance(self.far_change_cap, (int, float))
+                and not isinstance(self.far_change_cap, bool)
+                and 0.0 <= self.far_change_cap < float('inf')):
+            raise ConfigError(
+                f'far_change_cap must be a finite share >= 0 of the initial fill (0 = off), '
+                f'got {self.far_change_cap!r}')
         if not self.amplitude_log_bound > 0:
             raise ConfigError(
                 f'amplitude_log_bound must be > 0, got {self.amplitude_log_bound}')

@@ -130,6 +130,10 @@ class S2ML(nn.Module):
         rgb_feat = self.rgb_stem(rgb_n)
         depth_feat = self.depth_stem(torch.cat([depth_n, mask], dim=1))
         current = depth_n  # D_0
+        # The cap bounds what the cascade emits, not its running sum, so later stages can
+        # still correct an earlier one that went too far.
+        far_limit = depth_n * (1.0 + self.config.far_change_cap) \
+            if self.config.far_change_cap else None
         outputs = []
         for pair in self.pairs:
             spectral = pair.spectral(rgb_feat, depth_feat)
@@ -137,6 +141,7 @@ class S2ML(nn.Module):
             current = current + pair.head(depth_feat)
             if pair.rgb_update is not None:
                 rgb_feat = pair.rgb_update(rgb_feat)
-            out = current[..., :h, :w] * unit_m
+            emitted = current if far_limit is None else torch.minimum(current, far_limit)
+            out = emitted[..., :h, :w] * unit_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs
