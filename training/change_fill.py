@@ -2,9 +2,9 @@
 Copy a checkpoint with other settings of its parameter-free initial fill D_0 or output caps.
 
 ``initial_fill``, ``fill_iterations``, ``fill_solver``, ``fill_guide``,
-``depth_scale_cap_m`` and ``far_change_cap`` have no weights, so trained weights can run on another setting without
-retraining (measure it: the cascade learned
-to refine the fill it was trained on). The copy records the change and the source file's
+``depth_scale_cap_m`` and ``far_change_cap`` have no weights, so trained weights can run on
+another setting without retraining (measure it: the cascade learned to refine the fill it was
+trained on). The copy records the change and the source file's
 SHA-256 in its provenance. Example, from the repository root::
 
     python -m training.change_fill runs/my_run/best.safetensors my_sor.safetensors \
