@@ -22,6 +22,17 @@ class ConfigError(ValueError):
     """Raised for an invalid or unknown model configuration."""
 
 
+def _check_cap(name: str, value: Any, what: str) -> None:
+    """
+    Check a cap setting: a finite real number >= 0, where 0 turns the cap off.
+
+    :raises ConfigError: Naming ``name`` and the bad value otherwise.
+    """
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0.0 <= value < float('inf')):
+        raise ConfigError(f'{name} must be a finite {what} >= 0 (0 = off), got {value!r}')
+
+
 @dataclass(frozen=True)
 class S2MLConfig:
     """
@@ -119,18 +130,8 @@ class S2MLConfig:
         if self.fill_guide not in FILL_GUIDES:
             raise ConfigError(
                 f'fill_guide must be one of {FILL_GUIDES}, got {self.fill_guide!r}')
-        if not (isinstance(self.depth_scale_cap_m, (int, float))
-                and not isinstance(self.depth_scale_cap_m, bool)
-                and 0.0 <= self.depth_scale_cap_m < float('inf')):
-            raise ConfigError(
-                f'depth_scale_cap_m must be a finite number of meters >= 0 (0 = off), '
-                f'got {self.depth_scale_cap_m!r}')
-        if not (isinstance(self.far_change_cap, (int, float))
-                and not isinstance(self.far_change_cap, bool)
-                and 0.0 <= self.far_change_cap < float('inf')):
-            raise ConfigError(
-                f'far_change_cap must be a finite share >= 0 of the initial fill (0 = off), '
-                f'got {self.far_change_cap!r}')
+        _check_cap('depth_scale_cap_m', self.depth_scale_cap_m, 'number of meters')
+        _check_cap('far_change_cap', self.far_change_cap, 'share of the initial fill')
         if not self.amplitude_log_bound > 0:
             raise ConfigError(
                 f'amplitude_log_bound must be > 0, got {self.amplitude_log_bound}')
