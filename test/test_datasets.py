@@ -316,6 +316,25 @@ def test_planted_holes_hide_only_measured_pixels_in_the_frames_hole_shape() -> N
         PlantedHoles(p=1.5)
 
 
+def test_planted_holes_zoom_enlarges_the_moved_shape() -> None:
+    depth = np.full((48, 64), 2.0, np.float32)
+    depth[20:28, 28:36] = 0  # an 8x8 hole at the centre
+    sample = {'rgb': np.zeros((48, 64, 3), np.uint8), 'depth': depth, 'gt': depth}
+    plain, zoomed = PlantedHoles(p=1.0, max_shift=0.0), PlantedHoles(p=1.0, max_shift=0.0,
+                                                                     max_zoom=4.0)
+    sizes = []
+    for seed in range(20):
+        assert plain(sample, np.random.default_rng(seed))['planted'].sum() == 0  # on itself
+        hidden = zoomed(sample, np.random.default_rng(seed))['planted'] > 0
+        if hidden.any():
+            ys, xs = np.nonzero(hidden)  # a larger square about the centre, minus the hole
+            assert ys.max() - ys.min() < 32 and xs.max() - xs.min() < 32
+            sizes.append(int(hidden.sum()))
+    assert len(sizes) >= 15 and max(sizes) > 4 * 64  # most draws grow it, some by > 2x
+    with pytest.raises(ValueError, match='zoom must be in \\[1, 8\\], got 0.5'):
+        PlantedHoles(max_zoom=0.5)
+
+
 def test_border_holes_blank_bands_touching_the_border_only() -> None:
     depth = np.full((60, 80), 2.0, np.float32)
     depth[20:30, 30:40] = 0  # an interior hole: bands must not start from it

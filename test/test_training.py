@@ -128,7 +128,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
                 ['--depth-scale-p', '1.5'], ['--depth-scale-cap', '-1'],
                 ['--depth-scale-cap', 'inf'], ['--far-change-cap', '-0.5'],
-                ['--fill-iterations', '0'],
+                ['--fill-iterations', '0'], ['--planted-holes', '0.5', '--planted-zoom', '0.5'],
+                ['--planted-holes', '0.5', '--planted-zoom', '9'], ['--planted-zoom', '2'],
                 ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)
@@ -138,6 +139,10 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
     assert names.index('BorderHoles') + 1 == names.index('PlantedHoles')
+    args = train.parse_args(['-c', SMOKE, '--planted-holes', '0.5', '--planted-zoom', '3'])
+    train_set, _ = train.build_datasets(args)
+    planted = [t for t in train_set.transform.transforms if type(t).__name__ == 'PlantedHoles']
+    assert planted[0].max_zoom == 3.0
 
 
 @pytest.mark.parametrize('config', sorted((REPO / 'training' / 'configs').glob('*.yaml')),
@@ -241,6 +246,29 @@ def test_robustness_degradations_corrupt_inputs_only() -> None:
             assert not np.array_equal(r, rgb) and np.array_equal(d, depth)
     with pytest.raises(ValueError, match='unknown degradation'):
         degrade(rgb, depth, 'fog', np.random.default_rng(0))
+
+
+def test_evaluate_draws_hidden_pixels_several_times(tmp_path: Path) -> None:
+    from training import evaluate
+    common = ['--data', 'sim', '--num-samples', '3', '--sim-size', '64', '48', '--baselines',
+              'nearest', '--hide-holes', 'yes', '--no-progress']
+    one = evaluate.main(common)['sim_test']['nearest']
+    assert 'hole_rmse_draws' not in one
+    out = tmp_path / 'draws.json'
+    three = evaluate.main(common + ['--hide-draws', '3', '--output', str(out)]
+                          )['sim_test']['nearest']
+    # Draw 0 is the single-draw protocol; the others hide other pixels of the same frames.
+    assert three['hole_rmse_draws'][0] == pytest.approx(one['hole_rmse'])
+    assert len(set(three['hole_rmse_draws'])) == 3
+    assert three['images'] == 3 * one['images']
+    assert three['hole_rmse'] == pytest.approx(np.mean(three['hole_rmse_draws']))
+    assert three['hole_rmse_sd'] == pytest.approx(np.std(three['hole_rmse_draws'], ddof=1))
+    assert json.loads(out.read_text())[0]['hole_rmse_draws'] == three['hole_rmse_draws']
+    # Another first seed is another set of draws.
+    other = evaluate.main(common + ['--hide-seed', '1'])['sim_test']['nearest']
+    assert other['hole_rmse'] == pytest.approx(three['hole_rmse_draws'][1])
+    with pytest.raises(SystemExit, match='--hide-draws must be at least 1, got 0'):
+        evaluate.main(common + ['--hide-draws', '0'])
 
 
 def test_evaluate_scores_the_initial_fill_on_either_guide() -> None:

@@ -183,7 +183,8 @@ def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]
 
 
 def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
-                     hide_holes: bool, quiet: bool = True, degradation: str = 'none'
+                     hide_holes: bool, quiet: bool = True, degradation: str = 'none',
+                     hide_draws: int = 1, hide_seed: int = 0
                      ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every method on every frame.
@@ -196,26 +197,47 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
     :param quiet: No progress bar.
     :param degradation: Input corruption applied after hiding (see :func:`degrade`); the
         ground truth is never corrupted.
-    :return: (name -> metrics, name -> seconds per frame).
+    :param hide_draws: With ``hide_holes``, score every frame this many times, each time under
+        other moved hole shapes (planter seeds ``hide_seed``, ``hide_seed + 1``, ...): one draw
+        of a few frames is a noisy estimate.
+    :param hide_seed: Planter seed of the first draw.
+    :return: (name -> metrics over all draws, name -> seconds per frame and draw). With
+        several draws each method's metrics also hold 'hole_rmse_draws', the hole RMSE of
+        each draw (a list), and 'hole_rmse_sd', their sample standard deviation.
     """
-    accs = {name: DepthMetricAccumulator() for name in methods}
+    if hide_draws < 1:
+        raise ValueError(f'hide_draws must be >= 1, got {hide_draws}')
+    draws = hide_draws if hide_holes else 1
+    accs = {name: [DepthMetricAccumulator() for _ in range(draws)] for name in methods}
     times = dict.fromkeys(methods, 0.0)
     n = len(frames)
-    planter = HolePlanter(seed=0)
-    for i in tqdm(range(n), disable=quiet, desc='frames', file=sys.stderr):
-        s = frames[i]
-        rgb, raw, gt = s['rgb'], s['depth'], s['gt']
-        if hide_holes:
-            raw, _ = planter.plant(s['depth'])
-            gt = s['depth']
-        rgb, raw = degrade(rgb, raw, degradation, np.random.default_rng([7, i]))
-        for name, fill in methods.items():
-            t0 = time.perf_counter()
-            pred = fill(rgb, raw)
-            times[name] += time.perf_counter() - t0
-            accs[name].update(pred, gt, raw=raw)
-    return ({k: a.compute() for k, a in accs.items()},
-            {k: v / max(n, 1) for k, v in times.items()})
+    for d in range(draws):
+        planter = HolePlanter(seed=hide_seed + d)
+        for i in tqdm(range(n), disable=quiet, desc='frames' if draws == 1 else f'draw {d}',
+                      file=sys.stderr):
+            s = frames[i]
+            rgb, raw, gt = s['rgb'], s['depth'], s['gt']
+            if hide_holes:
+                raw, _ = planter.plant(s['depth'])
+                gt = s['depth']
+            rgb, raw = degrade(rgb, raw, degradation,
+                               np.random.default_rng([7, i] if d == 0 else [7, d, i]))
+            for name, fill in methods.items():
+                t0 = time.perf_counter()
+                pred = fill(rgb, raw)
+                times[name] += time.perf_counter() - t0
+                accs[name][d].update(pred, gt, raw=raw)
+    results = {}
+    for name, per_draw in accs.items():
+        total = DepthMetricAccumulator()
+        for acc in per_draw:
+            total.totals += acc.totals
+        results[name] = total.compute()
+        if draws > 1:
+            rmses = [acc.compute().get('hole_rmse', math.nan) for acc in per_draw]
+            results[name]['hole_rmse_draws'] = rmses
+            results[name]['hole_rmse_sd'] = float(np.std(rmses, ddof=1))
+    return results, {k: v / max(n * draws, 1) for k, v in times.items()}
 
 
 class _Frames:
@@ -279,6 +301,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         'default)')
     p.add_argument('--hide-holes', default='auto', choices=['auto', 'yes', 'no'],
                    help='hide valid pixels with real hole patterns (auto: folders without GT)')
+    p.add_argument('--hide-draws', type=int, default=1, metavar='N',
+                   help='with hidden pixels, score every frame N times under other moved hole '
+                        'shapes (seeds S, S+1, ...; the figures cover all draws)')
+    p.add_argument('--hide-seed', type=int, default=0, metavar='S',
+                   help='seed of the first draw of moved hole shapes')
     p.add_argument('--degrade', nargs='+', default=['none'], choices=DEGRADATIONS,
                    help='input corruptions for robustness tests; one table per corruption')
     p.add_argument('--stages', action='store_true',
@@ -307,6 +334,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         check_share('--level-views', args.level_views)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
+    if args.hide_draws < 1:
+        raise SystemExit(f'--hide-draws must be at least 1, got {args.hide_draws}')
     methods: Dict[str, Method] = {}
     for name in args.baselines:
         if name == 'raw':
@@ -342,10 +371,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         hide = args.hide_holes == 'yes' or (args.hide_holes == 'auto' and no_gt)
         for kind in args.degrade:
             key = source if kind == 'none' else f'{source}+{kind}'
-            results, times = evaluate_methods(frames, methods, hide, args.no_progress, kind)
+            results, times = evaluate_methods(frames, methods, hide, args.no_progress, kind,
+                                              args.hide_draws, args.hide_seed)
             report[key] = results
+            draws = f' ({args.hide_draws} draws)' if hide and args.hide_draws > 1 else ''
             print(f'\n## {key}: {len(frames)} frames'
-                  + (', valid pixels hidden with real hole patterns' if hide else ''))
+                  + (f', valid pixels hidden with real hole patterns{draws}' if hide else ''))
             print(format_table(results, times))
             for name, m in results.items():
                 rows.append({'source': source, 'degradation': kind, 'method': name,

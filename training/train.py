@@ -86,6 +86,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--planted-holes', type=float, default=0.0,
                    help='probability of also hiding measured input pixels under the hole shape '
                    'of the same frame, moved (teaches continuation of surfaces; 0: off)')
+    p.add_argument('--planted-zoom', type=float, default=1.0,
+                   help='--planted-holes shapes are also enlarged by a log-uniform factor in '
+                   '[1, this] (at most 8; 1: never)')
     p.add_argument('--border-holes', type=float, default=0.0,
                    help='probability of blanking bands along the input border, as registration '
                    'to a wider colour view leaves (before --planted-holes; 0: off)')
@@ -202,6 +205,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
+    if not 1.0 <= args.planted_zoom <= 8.0:
+        parser.error(f'--planted-zoom must be in [1, 8], got {args.planted_zoom}')
+    if args.planted_zoom != 1.0 and not args.planted_holes:
+        parser.error(f'--planted-zoom {args.planted_zoom} enlarges shapes that only '
+                     '--planted-holes P > 0 moves; it is 0')
     if not args.sensor_variation >= 0:
         parser.error(f'--sensor-variation must be >= 0 (0 = the presets), '
                      f'got {args.sensor_variation}')
@@ -243,7 +251,7 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.border_holes > 0:
         holes.append(BorderHoles(args.border_holes))
     if args.planted_holes > 0:
-        holes.append(PlantedHoles(args.planted_holes))
+        holes.append(PlantedHoles(args.planted_holes, max_zoom=args.planted_zoom))
     colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []
     if args.camera_colour > 0:
         colour.append(CameraColour(args.camera_colour))

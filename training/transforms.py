@@ -344,6 +344,15 @@ class BorderHoles:
         return out
 
 
+def _zoom_mask(mask: np.ndarray, factor: float) -> np.ndarray:
+    """:return: ``mask`` [H, W] bool enlarged by ``factor`` >= 1 about its centre, same shape."""
+    h, w = mask.shape
+    big = cv2.resize(mask.astype(np.uint8), (max(w, round(w * factor)), max(h, round(h * factor))),
+                     interpolation=cv2.INTER_NEAREST)
+    y0, x0 = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
+    return big[y0:y0 + h, x0:x0 + w] > 0
+
+
 class PlantedHoles:
     """
     Hide measured input pixels under the frame's own hole shape, flipped and moved.
@@ -361,11 +370,18 @@ class PlantedHoles:
 
     :param p: Probability of hiding pixels in a sample.
     :param max_shift: Largest move, as a fraction of the image side.
+    :param max_zoom: The shape is also enlarged about the image centre by a log-uniform factor
+        in [1, max_zoom] (1: never). Real holes at 640x480 are larger in pixels than a
+        320x240 training frame's, and large holes over plain walls are where a network that
+        learnt "a hole hides something farther" pushes a surface away.
     """
 
-    def __init__(self, p: float = 0.5, max_shift: float = 0.25) -> None:
+    def __init__(self, p: float = 0.5, max_shift: float = 0.25, max_zoom: float = 1.0) -> None:
         self.p = _probability('planted hole', p)
         self.max_shift = max_shift
+        if not 1.0 <= max_zoom <= 8.0:
+            raise ValueError(f'planted hole zoom must be in [1, 8], got {max_zoom}')
+        self.max_zoom = float(max_zoom)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         depth = sample['depth']
@@ -382,6 +398,8 @@ class PlantedHoles:
         if rng.random() < 0.5:
             holes = holes[:, ::-1]
         h, w = holes.shape
+        if self.max_zoom > 1.0:
+            holes = _zoom_mask(holes, float(np.exp(rng.uniform(0.0, np.log(self.max_zoom)))))
         dy = int(rng.integers(-int(h * self.max_shift), int(h * self.max_shift) + 1))
         dx = int(rng.integers(-int(w * self.max_shift), int(w * self.max_shift) + 1))
         hidden = shift_mask(holes, dy, dx) & valid
