@@ -43,9 +43,9 @@ import yaml
 from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss, PIXEL_LOSSES
-from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop, Compose,
-                         PaintedDecals, PlantedHoles, RandomDepthScale, Resize, SensorHoles,
-                         train_transform)
+from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop,
+                         check_planted_zoom, Compose, PaintedDecals, PlantedHoles,
+                         RandomDepthScale, Resize, SensorHoles, train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -205,8 +205,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
-    if not 1.0 <= args.planted_zoom <= 8.0:
-        parser.error(f'--planted-zoom must be in [1, 8], got {args.planted_zoom}')
+    try:
+        check_planted_zoom(args.planted_zoom)
+    except ValueError as exc:
+        parser.error(f'--planted-zoom: {exc}')
     if args.planted_zoom != 1.0 and not args.planted_holes:
         parser.error(f'--planted-zoom {args.planted_zoom} enlarges shapes that only '
                      '--planted-holes P > 0 moves; it is 0')

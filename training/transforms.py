@@ -344,6 +344,22 @@ class BorderHoles:
         return out
 
 
+MAX_PLANTED_ZOOM = 8.0
+
+
+def check_planted_zoom(max_zoom: float) -> float:
+    """
+    Check the largest enlargement of moved hole shapes (:class:`PlantedHoles`).
+
+    :return: ``max_zoom`` as a float.
+    :raises ValueError: Naming the value unless 1 <= max_zoom <= :data:`MAX_PLANTED_ZOOM`.
+    """
+    if not 1.0 <= max_zoom <= MAX_PLANTED_ZOOM:
+        raise ValueError(f'planted hole zoom must be in [1, {MAX_PLANTED_ZOOM:g}], '
+                         f'got {max_zoom}')
+    return float(max_zoom)
+
+
 def _zoom_mask(mask: np.ndarray, factor: float) -> np.ndarray:
     """:return: ``mask`` [H, W] bool enlarged by ``factor`` >= 1 about its centre, same shape."""
     h, w = mask.shape
@@ -379,9 +395,7 @@ class PlantedHoles:
     def __init__(self, p: float = 0.5, max_shift: float = 0.25, max_zoom: float = 1.0) -> None:
         self.p = _probability('planted hole', p)
         self.max_shift = max_shift
-        if not 1.0 <= max_zoom <= 8.0:
-            raise ValueError(f'planted hole zoom must be in [1, 8], got {max_zoom}')
-        self.max_zoom = float(max_zoom)
+        self.max_zoom = check_planted_zoom(max_zoom)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         depth = sample['depth']
