@@ -102,12 +102,12 @@ def test_berhu_equals_l1_for_small_errors_and_is_quadratic_beyond() -> None:
         JointLoss(pixel_loss='l3')
 
 
-def test_berhu_moves_an_ambiguous_fill_from_the_median_towards_the_mean() -> None:
+def test_berhu_and_l2_move_an_ambiguous_fill_from_the_median_towards_the_mean() -> None:
     # One hole, four equally likely truths: 1 m three times, 3 m once. L1 settles on the
     # median (1 m; RMSE 1.0 m), the mean (1.5 m) has the lowest RMSE (0.87 m).
     gt = torch.tensor([1.0, 1.0, 1.0, 3.0]).view(4, 1, 1, 1)
     fills = {}
-    for kind in ('l1', 'berhu'):
+    for kind in ('l1', 'berhu', 'l2'):
         fill = torch.tensor(1.2, requires_grad=True)
         criterion = JointLoss(freq_weight=0.0, pixel_loss=kind)
         optimiser = torch.optim.SGD([fill], lr=0.05)
@@ -118,3 +118,4 @@ def test_berhu_moves_an_ambiguous_fill_from_the_median_towards_the_mean() -> Non
         fills[kind] = fill.item()
     assert abs(fills['l1'] - 1.0) < 0.06
     assert fills['berhu'] > 1.3
+    assert fills['l2'] == pytest.approx(1.5, abs=0.01)

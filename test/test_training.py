@@ -244,6 +244,10 @@ def test_robustness_degradations_corrupt_inputs_only() -> None:
             np.testing.assert_array_equal(r, rgb)
         elif kind != 'none':
             assert not np.array_equal(r, rgb) and np.array_equal(d, depth)
+    # A registration error moves the colour against the depth, whole pixels, nothing else.
+    r, _ = degrade(rgb, depth, 'shift2', np.random.default_rng(0))
+    np.testing.assert_array_equal(r[:, 2:], rgb[:, :-2])
+    np.testing.assert_array_equal(r[:, :2], np.repeat(rgb[:, :1], 2, axis=1))
     with pytest.raises(ValueError, match='unknown degradation'):
         degrade(rgb, depth, 'fog', np.random.default_rng(0))
 

@@ -53,7 +53,7 @@ _SHOWN = ('psnr', 'psnr_pooled', 'rmse', 'mae', 'rel', 'delta1', 'hole_psnr', 'h
 
 
 DEGRADATIONS = ('none', 'noise10', 'noise25', 'noise50', 'blur1', 'blur2', 'blur3', 'lowlight',
-                'jpeg20', 'outdoor')
+                'jpeg20', 'outdoor', 'shift1', 'shift2', 'shift4')
 
 
 def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Generator
@@ -66,7 +66,9 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
     :param kind: 'none'; 'noiseS' (Gaussian colour noise, sigma S / 255); 'blurS' (Gaussian
         blur, sigma S px); 'lowlight' (x0.3 intensity, gamma 2, noise sigma 10); 'jpeg20'
         (JPEG quality 20); 'outdoor' (50-80% of the valid depth removed in large blobs, as
-        sunlight washes out the pattern, and depth beyond 4.5 m dropped).
+        sunlight washes out the pattern, and depth beyond 4.5 m dropped); 'shiftS' (colour
+        moved S px to the right of the depth, edge pixels repeated: a registration error, as
+        an off calibration or an unregistered stream gives).
     :param rng: Random generator.
     :return: (colour, depth) after the corruption.
     """
@@ -82,6 +84,12 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
     elif kind == 'jpeg20':
         ok, buf = cv2.imencode('.jpg', rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 20])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+    elif kind.startswith('shift'):
+        # Along x, the baseline axis of most RGB-D heads, where calibration errors show most.
+        move = np.float32([[1, 0, float(kind[5:])], [0, 1, 0]])
+        h, w = depth.shape
+        img = cv2.warpAffine(img, move, (w, h), flags=cv2.INTER_NEAREST,
+                             borderMode=cv2.BORDER_REPLICATE)
     elif kind == 'outdoor':
         h, w = depth.shape
         coarse = rng.standard_normal((max(2, h // 32), max(2, w // 32))).astype(np.float32)

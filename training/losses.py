@@ -7,7 +7,7 @@ pixels whose ground truth is valid (> 1e-4 m); L_freq is the mean L1 distance be
 real and imaginary parts of rfft2(D * v) and rfft2(G * v) (orthonormal FFT, v = ground-truth
 validity), the multi-output L1 + 0.1 FFT-L1 recipe of MIMO-UNet (Cho et al., ICCV 2021), which
 this reconstruction of the paper's joint loss follows. ``pixel_loss='berhu'`` swaps the L1 term
-for the reverse Huber loss. Depths are in meters. Pure torch.
+for the reverse Huber loss, ``'l2'`` for the squared error. Depths are in meters. Pure torch.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -33,11 +33,12 @@ class JointLoss(nn.Module):
         outnumber them and pull the refinement towards what natural holes need (often a
         different surface); these pixels teach continuing the surface around a hole, which is
         what frames scored by hiding measured pixels ask for.
-    :param pixel_loss: 'l1' (the paper's) or 'berhu', the reverse Huber loss of Laina et al.
+    :param pixel_loss: 'l1' (the paper's), 'berhu', the reverse Huber loss of Laina et al.
         (3DV 2016): |e| up to c = 0.2 max|e| of the batch and (e^2 + c^2) / 2c beyond, so
-        large errors pull towards the mean as in L2. L1's optimum in an ambiguous hole is the
-        median of the plausible depths (one surface or the other); RMSE, the score of depth
-        completion, is lowest at their mean.
+        large errors pull towards the mean as in L2, or 'l2', the squared error e^2 (m^2)
+        everywhere. L1's optimum in an ambiguous hole is the median of the plausible depths
+        (one surface or the other); RMSE, the score of depth completion, is lowest at their
+        mean, which is L2's optimum.
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
@@ -83,8 +84,8 @@ class JointLoss(nn.Module):
             when ``hole_weight`` > 0.
         :param planted: [B, 1, H, W], 1 on pixels hidden by PlantedHoles, else 0; weighted
             when ``planted_weight`` > 0 (None = no such pixels).
-        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}; with berHu the
-            'l1' parts hold the berHu term).
+        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}; with berHu or L2
+            the 'l1' parts hold that term).
         """
         if isinstance(preds, torch.Tensor):
             preds = [preds]
@@ -120,6 +121,8 @@ class JointLoss(nn.Module):
             error = (p - g).abs()
             if self.pixel_loss == 'berhu':
                 error = _berhu(error, valid)
+            elif self.pixel_loss == 'l2':
+                error = error * error
             l1 = (error * weight).sum() / count
             total = total + w * l1
             l1_sum = l1_sum + w * l1.detach()
@@ -131,7 +134,7 @@ class JointLoss(nn.Module):
         return total, {'l1': l1_sum, 'freq': freq_sum, 'l1_final': l1_final}
 
 
-PIXEL_LOSSES = ('l1', 'berhu')
+PIXEL_LOSSES = ('l1', 'berhu', 'l2')
 
 
 def _berhu(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -146,8 +146,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--grad-clip', type=float, default=1.0, help='gradient norm clip (0: off)')
     p.add_argument('--freq-weight', type=float, default=0.1, help='frequency loss weight')
     p.add_argument('--pixel-loss', default='l1', choices=list(PIXEL_LOSSES),
-                   help="per-pixel term of the joint loss: 'l1' (the paper's) or 'berhu' "
-                        '(L2 beyond 0.2 x the largest error: lower RMSE in ambiguous holes)')
+                   help="per-pixel term of the joint loss: 'l1' (the paper's), 'berhu' "
+                        "(L2 beyond 0.2 x the largest error) or 'l2' (squared error): "
+                        'lower RMSE in ambiguous holes')
     p.add_argument('--hole-weight', type=float, default=0.0,
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--planted-weight', type=float, default=0.0,
