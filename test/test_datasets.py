@@ -13,7 +13,8 @@ import scipy.io
 import torch
 from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
-from training.transforms import (BorderHoles, CameraColour, crop, hflip, PaintedDecals,
+from training.transforms import (BorderHoles, CameraColour, crop, DeadLeavesTexture, hflip,
+                                 PaintedDecals,
                                  PlantedHoles, RandomDepthScale, resize, to_tensor,
                                  train_transform)
 
@@ -407,6 +408,37 @@ def test_painted_decals_change_colour_only() -> None:
     assert PaintedDecals(p=0.0)(sample, np.random.default_rng(0)) is sample
     with pytest.raises(ValueError, match='-0.1'):
         PaintedDecals(p=-0.1)
+
+
+def test_dead_leaves_texture_adds_colour_edges_of_many_sizes_and_keeps_shading() -> None:
+    sample = _colour_sample()
+    sample['rgb'][:] = 128
+    sample['rgb'][:24] = 64  # the top half in shadow
+    edges = []
+    for seed in range(6):
+        out = DeadLeavesTexture(p=1.0, max_patches=1)(sample, np.random.default_rng(seed))
+        assert out['depth'] is sample['depth'] and out['gt'] is sample['gt']
+        assert out['intrinsics'] is sample['intrinsics']
+        assert out['rgb'].shape == sample['rgb'].shape and out['rgb'].dtype == np.uint8
+        grey = out['rgb'].astype(np.float32).mean(axis=-1)
+        edges.append(np.mean(np.abs(np.diff(grey, axis=1)) > 4))
+        # A patch over both halves is darker in the shadow: the texture keeps the shading.
+        patch = np.any(out['rgb'] != sample['rgb'], axis=-1)
+        top, bottom = patch[:24].copy(), patch[24:].copy()
+        if top.sum() > 50 and bottom.sum() > 50:
+            assert grey[:24][top].mean() < grey[24:][bottom].mean()
+    assert min(edges) > 0.02  # the flat image had no edge but the shadow line
+    # Disc radii follow a power law: a large canvas has both small and large regions of one
+    # colour (many distinct colours, some covering a large share).
+    tex = DeadLeavesTexture.texture(200, 200, np.random.default_rng(0))
+    assert tex.shape == (200, 200, 3) and tex.min() >= 0.0 and tex.max() <= 1.0
+    _, counts = np.unique(tex.reshape(-1, 3), axis=0, return_counts=True)
+    assert len(counts) > 300 and counts.max() > 400
+    again = DeadLeavesTexture(p=1.0)(sample, np.random.default_rng(3))['rgb']
+    assert np.array_equal(again, DeadLeavesTexture(p=1.0)(sample, np.random.default_rng(3))['rgb'])
+    assert DeadLeavesTexture(p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match='max_patches'):
+        DeadLeavesTexture(max_patches=0)
 
 
 def test_camera_colour_shifts_colour_against_fixed_depth() -> None:

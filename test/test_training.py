@@ -114,10 +114,13 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
     assert 'PaintedDecals' not in names and 'CameraColour' not in names
-    args = train.parse_args(['-c', SMOKE, '--decals', '0.3', '--camera-colour', '0.2'])
+    args = train.parse_args(['-c', SMOKE, '--decals', '0.3', '--dead-leaves', '0.4',
+                             '--camera-colour', '0.2'])
     train_set, _ = train.build_datasets(args)
     names = [type(t).__name__ for t in train_set.transform.transforms]
-    assert names[-2:] == ['PaintedDecals', 'CameraColour']
+    assert names[-3:] == ['PaintedDecals', 'DeadLeavesTexture', 'CameraColour']
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--dead-leaves', '1.5'])
     # The depth scale is off by default and, asked for, runs last (on the final depths).
     assert 'RandomDepthScale' not in names
     args = train.parse_args(['-c', SMOKE, '--depth-scale', '1', '2', '--depth-scale-p', '0.3'])

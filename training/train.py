@@ -44,8 +44,8 @@ from . import datasets as ds
 from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss, PIXEL_LOSSES
 from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop,
-                         check_planted_zoom, Compose, PaintedDecals, PlantedHoles,
-                         RandomDepthScale, Resize, SensorHoles, train_transform)
+                         check_planted_zoom, Compose, DeadLeavesTexture, PaintedDecals,
+                         PlantedHoles, RandomDepthScale, Resize, SensorHoles, train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -133,6 +133,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--decals', type=float, default=0.0,
                    help='probability of painting flat shapes on the colour image only, so '
                         'colour edges stop implying depth edges (0: off)')
+    p.add_argument('--dead-leaves', type=float, default=0.0,
+                   help='probability of laying dead-leaves texture patches (edges of every '
+                        'size, as on real wood, carpet and print) on the colour image only '
+                        '(0: off)')
     p.add_argument('--camera-colour', type=float, default=0.0,
                    help='probability of each colour camera effect: gamma, blur, noise, a '
                         'colour-to-depth shift of up to 2 px (0: off)')
@@ -219,6 +223,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.sensor_variation and args.data != 'sim':
         parser.error(f'--sensor-variation {args.sensor_variation} varies simulated sensors; '
                      f'--data is {args.data}')
+    if not 0.0 <= args.dead_leaves <= 1.0:
+        parser.error(f'--dead-leaves must be a probability in [0, 1], got {args.dead_leaves}')
     low, high = args.depth_scale
     if not 0 < low <= high:
         parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
@@ -256,6 +262,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.planted_holes > 0:
         holes.append(PlantedHoles(args.planted_holes, max_zoom=args.planted_zoom))
     colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []
+    if args.dead_leaves > 0:
+        colour.append(DeadLeavesTexture(args.dead_leaves))
     if args.camera_colour > 0:
         colour.append(CameraColour(args.camera_colour))
     depth: List[Any] = []

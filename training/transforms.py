@@ -492,6 +492,81 @@ class PaintedDecals:
         return out
 
 
+class DeadLeavesTexture:
+    """
+    Lay patches of dead-leaves texture over the colour image only: wood, carpet, print, clutter.
+
+    The dead-leaves model (overlapping discs whose radii follow a power law) has the
+    scale-invariant edge statistics of natural images, which the simulator's stripes, checkers
+    and noise lack: real tables, floors and shelves are covered in edges of every size that
+    mean nothing about depth. The patch keeps the shading under it (the texture multiplies the
+    image's luminance relative to its mean inside the patch), and depth and ground truth are
+    untouched, so the network sees dense colour edges without depth edges.
+
+    :param p: Probability of texturing a sample.
+    :param max_patches: Most patches per image (at least one when texturing).
+    """
+
+    def __init__(self, p: float = 0.5, max_patches: int = 3) -> None:
+        if max_patches < 1:
+            raise ValueError(f'max_patches must be >= 1, got {max_patches}')
+        self.p = _probability('dead-leaves texture', p)
+        self.max_patches = max_patches
+
+    @staticmethod
+    def texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        """
+        :return: float32 [h, w, 3] in [0, 1]: discs of colours spread about one base colour.
+
+        Radii are drawn from a density proportional to r^-3 between 1 px and a fifth of the
+        longer side (the scale-invariant choice). Discs are painted one over another, enough
+        to cover the canvas about twice (the base colour shows through the rest).
+        """
+        base = rng.uniform(0.15, 0.85, 3)
+        spread = rng.uniform(0.05, 0.3)
+        canvas = np.empty((h, w, 3), np.float32)
+        canvas[:] = base
+        r_min, r_max = 1.0, max(2.0, 0.2 * max(h, w))
+        # Inverse CDF of p(r) ~ r^-3 on [r_min, r_max]; E[r^2] = 2 ln(r_max / r_min) / (a - b).
+        a, b = r_min ** -2, r_max ** -2
+        mean_area = np.pi * 2.0 * np.log(r_max / r_min) / (a - b)
+        count = int(min(5000, 2.0 * h * w / mean_area))
+        radii = np.rint((a - rng.random(count) * (a - b)) ** -0.5).astype(int)
+        xs = rng.integers(-radii, w + radii)
+        ys = rng.integers(-radii, h + radii)
+        # Mostly lightness changes about the base colour, with a little hue: a material's look.
+        lightness = rng.uniform(1.0 - spread, 1.0 + spread, (count, 1))
+        colours = np.clip(base * lightness + 0.3 * spread * rng.standard_normal((count, 3)),
+                          0.0, 1.0)
+        for r, x, y, c in zip(radii, xs, ys, colours):
+            cv2.circle(canvas, (int(x), int(y)), int(r), tuple(float(v) for v in c), -1)
+        return canvas
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        img = sample['rgb'].astype(np.float32) / 255.0
+        h, w = img.shape[:2]
+        for _ in range(int(rng.integers(1, self.max_patches + 1))):
+            pw = int(rng.uniform(0.15, 0.6) * w)
+            ph = int(rng.uniform(0.15, 0.6) * h)
+            x0, y0 = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
+            mask = np.zeros((ph, pw), np.uint8)
+            if rng.random() < 0.5:
+                mask[:] = 1
+            else:
+                cv2.ellipse(mask, (pw // 2, ph // 2), (pw // 2, ph // 2), 0, 0, 360, 1, -1)
+            region = img[y0:y0 + ph, x0:x0 + pw]
+            lum = region @ np.array([0.299, 0.587, 0.114], np.float32)
+            shading = lum / max(float(lum[mask > 0].mean()), 1e-3)
+            tex = self.texture(ph, pw, rng) * np.clip(shading, 0.0, 2.0)[..., None]
+            alpha = rng.uniform(0.5, 1.0) * mask[..., None].astype(np.float32)
+            img[y0:y0 + ph, x0:x0 + pw] = region * (1.0 - alpha) + tex * alpha
+        out = dict(sample)
+        out['rgb'] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
 class CameraColour:
     """
     What a real colour camera adds: gamma, blur, sensor noise and a small misregistration.
