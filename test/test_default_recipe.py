@@ -16,10 +16,12 @@ SHORT = ['--train-samples', '4', '--val-samples', '2', '--sim-size', '64', '48',
 def test_the_shipped_stages_chain_from_scratch() -> None:
     stages = default_recipe.plan(default_recipe.DEFAULT_STAGES)
     assert stages[0].args.init_from is None and stages[-1].args.variant == 'tiny'
-    assert [s.args.seed for s in stages] == [0, 1, 2, 3, 4, 5, 12, 13]  # as in the README
+    assert [s.args.seed for s in stages] == [0, 1, 2, 3, 4, 5, 12, 13, 29, 31]
     # Each stage names the fill it was trained on, so a later default cannot change it.
     assert [(s.args.fill_solver, s.args.fill_guide) for s in stages[3:]] == [
-        ('jacobi', 'gray')] * 3 + [('sor', 'rgb'), ('sor', 'chroma')]
+        ('jacobi', 'gray')] * 3 + [('sor', 'rgb')] + [('sor', 'chroma')] * 3
+    # The last two stages withhold the colour from the network in half and in 4/5 of the frames.
+    assert [s.args.colour_dropout for s in stages] == [0.0] * 8 + [0.5, 0.8]
     assert [Path(s.argv[1]).stem for s in stages] == list(default_recipe.DEFAULT_STAGES)
 
 

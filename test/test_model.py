@@ -563,6 +563,35 @@ def test_far_change_cap_bounds_every_stage_by_the_initial_fill_and_nothing_else(
         assert torch.equal(stage_out[~farther], stage_plain[~farther])
 
 
+def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colour():
+    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
+    model = build_s2ml(config).eval()
+    rgb, depth = _inputs(20, 30, batch=2)  # 20x30 is padded: the guide is padded too
+    flat = model.rgb_mean.expand_as(rgb)
+    with torch.no_grad():
+        plain = model(rgb, depth)
+        same_guide = model(rgb, depth, guide_rgb=rgb)
+        withheld = model(flat, depth, guide_rgb=rgb)
+        flat_guide = model(flat, depth)
+    for a, b in zip(plain, same_guide):
+        assert torch.equal(a, b)
+    # Withholding the network's colour changes its output, not D_0: with the heads zeroed
+    # the output is D_0, which follows the guide whatever colour the network sees.
+    assert not torch.allclose(withheld[-1], plain[-1])
+    for pair in model.pairs:
+        torch.nn.init.zeros_(pair.head[2].weight)
+        torch.nn.init.zeros_(pair.head[2].bias)
+    with torch.no_grad():
+        d0_true = model(rgb, depth)[-1]
+        d0_withheld = model(flat, depth, guide_rgb=rgb)[-1]
+        d0_flat = model(flat, depth)[-1]
+    torch.testing.assert_close(d0_withheld, d0_true)
+    assert not torch.allclose(d0_flat, d0_true)
+    assert not torch.allclose(flat_guide[-1], withheld[-1])
+    with pytest.raises(ValueError, match=r'guide_rgb must match rgb \(2, 3, 20, 30\)'):
+        model(rgb, depth, guide_rgb=rgb[:1])
+
+
 def test_forward_rejects_mismatched_inputs():
     model = build_s2ml('test')
     with pytest.raises(ValueError, match='depth must be'):

@@ -1,10 +1,10 @@
 """
-Retrain the shipped default weights with one command: eight training stages in turn.
+Retrain the shipped default weights with one command: ten training stages in turn.
 
 Each stage is an experiment config in ``training/configs/`` that starts from the best checkpoint
 of the one before; the last stage's best checkpoint, trained on the initial fill the shipped
 ``s2ml_ros/weights/s2ml_tiny.safetensors`` runs, is copied to ``--out`` with the record of every
-stage in its provenance. About 5 hours of epochs on a 2-core CPU (5 h 2 min as run), plus
+stage in its provenance. About 6 hours of epochs on a 2-core CPU (5 h 47 min as run), plus
 validation and, on a first run, about 7 minutes rendering the frame cache; with the current code,
 stages 4-6 come out close to the shipped ones but not bit for bit (docs/training_log.md). From
 the repository root::
@@ -34,7 +34,8 @@ from training import train
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 # The shipped default, in order; each stage's init_from is the previous stage's best checkpoint.
 DEFAULT_STAGES = ('sim_tiny', 'sim_tiny_finetune', 'sim_tiny_stage3', 'sim_tiny_stage4',
-                  'sim_tiny_stage5', 'sim_tiny_stage6', 'sim_tiny_stage12', 'sim_tiny_stage13')
+                  'sim_tiny_stage5', 'sim_tiny_stage6', 'sim_tiny_stage12', 'sim_tiny_stage13',
+                  'sim_tiny_stage29', 'sim_tiny_stage31')
 # Config keys holding paths under runs/, moved with --runs-dir.
 _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
 # Settings that do not change what a stage learns, so a run may be continued with others.

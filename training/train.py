@@ -137,6 +137,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='probability of laying dead-leaves texture patches (edges of every '
                         'size, as on real wood, carpet and print) on the colour image only '
                         '(0: off)')
+    p.add_argument('--colour-dropout', type=float, default=0.0,
+                   help='share of training frames whose colour the network does not see (a '
+                        'flat image at the normalisation mean; the initial fill keeps the '
+                        'true colour), so it also learns to complete depth from depth (0: off)')
     p.add_argument('--camera-colour', type=float, default=0.0,
                    help='probability of each colour camera effect: gamma, blur, noise, a '
                         'colour-to-depth shift of up to 2 px (0: off)')
@@ -225,6 +229,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      f'--data is {args.data}')
     if not 0.0 <= args.dead_leaves <= 1.0:
         parser.error(f'--dead-leaves must be a probability in [0, 1], got {args.dead_leaves}')
+    if not 0.0 <= args.colour_dropout <= 1.0:
+        parser.error(f'--colour-dropout must be a share in [0, 1], got {args.colour_dropout}')
     low, high = args.depth_scale
     if not 0 < low <= high:
         parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
@@ -323,6 +329,27 @@ class ShardSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def withhold_colour(rgb: torch.Tensor, flat: torch.Tensor, share: float,
+                    seed: int) -> torch.Tensor:
+    """
+    Replace the colour of a random share of the frames by a flat image.
+
+    Drawn from a generator seeded per step and process, so a resumed run withholds the same
+    frames as an uninterrupted one.
+
+    :param rgb: Colour [B, 3, H, W] in [0, 1].
+    :param flat: Colour [1, 3, 1, 1] in [0, 1] put in place of a withheld frame's.
+    :param share: Probability in [0, 1] that a frame's colour is withheld.
+    :param seed: Seed of this step's draw.
+    :return: Colour [B, 3, H, W]; ``rgb`` itself when ``share`` is 0.
+    """
+    if share <= 0:
+        return rgb
+    gen = torch.Generator().manual_seed(seed)
+    withheld = (torch.rand(rgb.shape[0], generator=gen) < share).to(rgb.device)
+    return torch.where(withheld.view(-1, 1, 1, 1), flat.to(rgb.dtype).expand_as(rgb), rgb)
 
 
 def lr_at(step: int, total: int, warmup: int, args: argparse.Namespace) -> float:
@@ -470,7 +497,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             for group in optimizer.param_groups:
                 group['lr'] = lr
             with autocast():
-                preds = ddp_model(batch['rgb'], batch['depth'])
+                if args.colour_dropout > 0:
+                    seen_rgb = withhold_colour(
+                        batch['rgb'], model.rgb_mean, args.colour_dropout,
+                        seed=(args.seed * 1_000_003 + step) * info.world_size + info.rank)
+                    preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=batch['rgb'])
+                else:
+                    preds = ddp_model(batch['rgb'], batch['depth'])
             loss, parts = criterion([p.float() for p in preds], batch['gt'],
                                     raw_depth=batch['depth'], planted=batch.get('planted'))
             optimizer.zero_grad(set_to_none=True)

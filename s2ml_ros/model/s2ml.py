@@ -6,7 +6,7 @@ Only the paper's abstract and summaries were available; the module equations are
 reconstruction from the blocks it names (docs/architecture.md lists every choice).
 """
 
-from typing import List, Union
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
@@ -93,12 +93,16 @@ class S2ML(nn.Module):
         scale = torch.nan_to_num(p90 / cap, nan=1.0).clamp_min(1.0)
         return (self.config.max_depth_m * scale).to(depth_m.dtype).view(-1, 1, 1, 1)
 
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
+                guide_rgb: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """
         Complete depth.
 
         :param rgb: Colour [B, 3, H, W] in [0, 1].
         :param depth: Raw depth [B, 1, H, W] in meters; 0, negative or non-finite = missing.
+        :param guide_rgb: Colour [B, 3, H, W] in [0, 1] that guides the initial fill D_0;
+            None: ``rgb``. Training passes the true colour here while the network's own
+            colour input is withheld from some frames (``training.train --colour-dropout``).
         :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last.
         """
         if rgb.dim() != 4 or rgb.shape[1] != 3:
@@ -108,6 +112,9 @@ class S2ML(nn.Module):
             raise ValueError(
                 f'depth must be [B, 1, H, W] matching rgb {tuple(rgb.shape)}, '
                 f'got {tuple(depth.shape)}')
+        if guide_rgb is not None and guide_rgb.shape != rgb.shape:
+            raise ValueError(f'guide_rgb must match rgb {tuple(rgb.shape)}, '
+                             f'got {tuple(guide_rgb.shape)}')
         h, w = depth.shape[-2:]
         m = self.config.pad_multiple
         pad_h, pad_w = (-h) % m, (-w) % m
@@ -121,9 +128,12 @@ class S2ML(nn.Module):
             # Bottom/right only, so pixel coordinates (and intrinsics) are unchanged; padded
             # depth counts as missing.
             rgb = F.pad(rgb, (0, pad_w, 0, pad_h), mode='replicate')
+            if guide_rgb is not None:
+                guide_rgb = F.pad(guide_rgb, (0, pad_w, 0, pad_h), mode='replicate')
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
-        depth_n = initial_fill(depth_n, mask, rgb, self.config.initial_fill,
+        depth_n = initial_fill(depth_n, mask, rgb if guide_rgb is None else guide_rgb,
+                               self.config.initial_fill,
                                self.config.fill_iterations, self.config.fill_solver,
                                self.config.fill_guide, whole_image=self.sync_free)
         rgb_n = (rgb - self.rgb_mean) / self.rgb_std
