@@ -163,6 +163,7 @@ def test_colour_dropout_withholds_whole_frames_reproducibly() -> None:
     rgb = torch.rand(64, 3, 6, 8, generator=torch.Generator().manual_seed(0))
     flat = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     assert train.withhold_colour(rgb, flat, 0.0, seed=1) is rgb
+    assert train.withhold_colour(rgb, flat, 1e-9, seed=1) is rgb  # none drawn: no copy
     assert torch.equal(train.withhold_colour(rgb, flat, 1.0, seed=1), flat.expand_as(rgb))
     seen = train.withhold_colour(rgb, flat, 0.5, seed=1)
     withheld = (seen == flat).flatten(1).all(1)
@@ -174,6 +175,31 @@ def test_colour_dropout_withholds_whole_frames_reproducibly() -> None:
     for bad in ('-0.1', '1.5'):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE, '--colour-dropout', bad])
+
+
+def test_colour_dropout_gives_the_network_a_flat_image_and_the_fill_the_true_colour(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from s2ml_ros.model import S2ML
+    calls = []
+    forward = S2ML.forward
+
+    def spy(self, rgb, depth, guide_rgb=None):
+        if self.training:
+            calls.append((rgb.detach().clone(), None if guide_rgb is None
+                          else guide_rgb.detach().clone(), self.rgb_mean.clone()))
+        return forward(self, rgb, depth, guide_rgb=guide_rgb)
+
+    monkeypatch.setattr(S2ML, 'forward', spy)
+    common = ['-c', SMOKE, '--no-progress', '--train-samples', '4', '--val-samples', '2',
+              '--epochs', '1']
+    train.main(common + ['--output-dir', str(tmp_path / 'all'), '--colour-dropout', '1.0'])
+    assert calls
+    for rgb, guide, mean in calls:
+        assert torch.equal(rgb, mean.expand_as(rgb))
+        assert guide is not None and not torch.equal(guide, rgb)
+    calls.clear()
+    train.main(common + ['--output-dir', str(tmp_path / 'none')])
+    assert calls and all(guide is None for _, guide, _ in calls)
 
 
 def test_learning_rate_schedule() -> None:

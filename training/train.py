@@ -343,13 +343,16 @@ def withhold_colour(rgb: torch.Tensor, flat: torch.Tensor, share: float,
     :param flat: Colour [1, 3, 1, 1] in [0, 1] put in place of a withheld frame's.
     :param share: Probability in [0, 1] that a frame's colour is withheld.
     :param seed: Seed of this step's draw.
-    :return: Colour [B, 3, H, W]; ``rgb`` itself when ``share`` is 0.
+    :return: Colour [B, 3, H, W]; ``rgb`` itself when no frame is withheld.
     """
     if share <= 0:
         return rgb
     gen = torch.Generator().manual_seed(seed)
-    withheld = (torch.rand(rgb.shape[0], generator=gen) < share).to(rgb.device)
-    return torch.where(withheld.view(-1, 1, 1, 1), flat.to(rgb.dtype).expand_as(rgb), rgb)
+    withheld = torch.rand(rgb.shape[0], generator=gen) < share
+    if not withheld.any():
+        return rgb
+    return torch.where(withheld.to(rgb.device).view(-1, 1, 1, 1),
+                       flat.to(rgb.dtype).expand_as(rgb), rgb)
 
 
 def lr_at(step: int, total: int, warmup: int, args: argparse.Namespace) -> float:
@@ -496,14 +499,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             lr = lr_at(step, total, warmup, args)
             for group in optimizer.param_groups:
                 group['lr'] = lr
+            seen_rgb = withhold_colour(
+                batch['rgb'], model.rgb_mean, args.colour_dropout,
+                seed=(args.seed * 1_000_003 + step) * info.world_size + info.rank)
+            # The initial fill gets the true colour only where the network's was withheld.
+            guide_rgb = None if seen_rgb is batch['rgb'] else batch['rgb']
             with autocast():
-                if args.colour_dropout > 0:
-                    seen_rgb = withhold_colour(
-                        batch['rgb'], model.rgb_mean, args.colour_dropout,
-                        seed=(args.seed * 1_000_003 + step) * info.world_size + info.rank)
-                    preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=batch['rgb'])
-                else:
-                    preds = ddp_model(batch['rgb'], batch['depth'])
+                preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=guide_rgb)
             loss, parts = criterion([p.float() for p in preds], batch['gt'],
                                     raw_depth=batch['depth'], planted=batch.get('planted'))
             optimizer.zero_grad(set_to_none=True)
