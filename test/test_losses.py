@@ -88,6 +88,48 @@ def test_planted_weight_adds_to_the_hole_weight_on_hidden_measured_pixels() -> N
         JointLoss(planted_weight=-0.5)
 
 
+def test_change_weight_penalises_leaving_the_initial_fill_on_holes_only() -> None:
+    gt = torch.full((1, 1, 2, 2), 2.0)
+    raw = torch.tensor([[[[2.0, 2.0], [2.0, 0.0]]]])  # one hole, bottom right
+    initial = torch.full((1, 1, 2, 2), 2.5)  # D_0 0.5 m off everywhere
+    pred = gt.clone()
+    pred[0, 0, 0, 0] = 1.0  # a measured pixel 1 m off, away from D_0: no penalty
+    loss = JointLoss(freq_weight=0.0, hole_weight=1.0, change_weight=0.25)
+    total, parts = loss([pred], gt, raw_depth=raw, initial=initial)
+    # Weights 1, 1, 1, 2 (count 5); the hole pixel is right, 0.5 m from D_0.
+    assert total.item() == pytest.approx((1.0 + 0.25 * 2 * 0.5) / 5)
+    assert parts['change'].item() == pytest.approx(0.25 * 2 * 0.5 / 5)
+    with pytest.raises(ValueError, match='needs initial and raw_depth'):
+        loss([pred], gt, raw_depth=raw)
+    with pytest.raises(ValueError, match=r'initial fill \(1, 1, 1, 2\)'):
+        loss([pred], gt, raw_depth=raw, initial=initial[..., :1, :])
+    with pytest.raises(ValueError, match=r'change_weight must be in \[0, 1\)'):
+        JointLoss(change_weight=1.0)
+
+
+def test_change_weight_keeps_d0_unless_the_likely_depths_lean_one_way_by_more() -> None:
+    # One hole pixel seen in four frames: its true depth is 3 m in three of them and 1 m in
+    # one, D_0 says 2 m. Plain L1 goes to the median (3 m); the penalty keeps D_0 when the
+    # lean, (3 - 1) / 4 = 0.5, is below it, and lets the move happen when it is above.
+    gt = torch.tensor([3.0, 3.0, 3.0, 1.0]).view(4, 1, 1, 1)
+    raw = torch.zeros_like(gt)
+    initial = torch.full_like(gt, 2.0)
+
+    def fit(change_weight: float) -> float:
+        value = torch.full((1, 1, 1, 1), 2.0, requires_grad=True)
+        opt = torch.optim.SGD([value], lr=0.02)
+        loss = JointLoss(freq_weight=0.0, change_weight=change_weight)
+        for _ in range(400):
+            opt.zero_grad()
+            loss([value.expand_as(gt)], gt, raw_depth=raw, initial=initial)[0].backward()
+            opt.step()
+        return value.item()
+
+    assert fit(0.0) == pytest.approx(3.0, abs=0.05)
+    assert fit(0.3) == pytest.approx(3.0, abs=0.05)
+    assert fit(0.7) == pytest.approx(2.0, abs=0.05)
+
+
 def test_berhu_equals_l1_for_small_errors_and_is_quadratic_beyond() -> None:
     gt = torch.full((1, 1, 1, 5), 2.0)
     pred = gt + torch.tensor([0.0, 0.1, 0.2, 0.5, 1.0]).view(1, 1, 1, 5)

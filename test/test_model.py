@@ -592,6 +592,26 @@ def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colou
         model(rgb, depth, guide_rgb=rgb[:1])
 
 
+def test_with_initial_puts_the_initial_fill_before_the_stage_outputs():
+    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
+    model = build_s2ml(config).eval()
+    rgb, depth = _inputs(20, 30, batch=2)
+    with torch.no_grad():
+        plain = model(rgb, depth)
+        with_d0 = model(rgb, depth, with_initial=True)
+    assert len(with_d0) == len(plain) + 1
+    for a, b in zip(plain, with_d0[1:]):
+        assert torch.equal(a, b)
+    measured = depth > 0
+    torch.testing.assert_close(with_d0[0][measured], depth[measured])
+    # D_0 is what the cascade starts from: with the heads zeroed every stage emits it.
+    for pair in model.pairs:
+        torch.nn.init.zeros_(pair.head[2].weight)
+        torch.nn.init.zeros_(pair.head[2].bias)
+    with torch.no_grad():
+        torch.testing.assert_close(model(rgb, depth)[-1], with_d0[0])
+
+
 def test_forward_rejects_mismatched_inputs():
     model = build_s2ml('test')
     with pytest.raises(ValueError, match='depth must be'):

@@ -183,11 +183,11 @@ def test_colour_dropout_gives_the_network_a_flat_image_and_the_fill_the_true_col
     calls = []
     forward = S2ML.forward
 
-    def spy(self, rgb, depth, guide_rgb=None):
+    def spy(self, rgb, depth, guide_rgb=None, **kwargs):
         if self.training:
             calls.append((rgb.detach().clone(), None if guide_rgb is None
                           else guide_rgb.detach().clone(), self.rgb_mean.clone()))
-        return forward(self, rgb, depth, guide_rgb=guide_rgb)
+        return forward(self, rgb, depth, guide_rgb=guide_rgb, **kwargs)
 
     monkeypatch.setattr(S2ML, 'forward', spy)
     common = ['-c', SMOKE, '--no-progress', '--train-samples', '4', '--val-samples', '2',
@@ -200,6 +200,28 @@ def test_colour_dropout_gives_the_network_a_flat_image_and_the_fill_the_true_col
     calls.clear()
     train.main(common + ['--output-dir', str(tmp_path / 'none')])
     assert calls and all(guide is None for _, guide, _ in calls)
+
+
+def test_change_weight_trains_against_the_initial_fill_and_rejects_bad_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.losses import JointLoss
+    seen = []
+    loss_forward = JointLoss.forward
+
+    def spy(self, preds, gt, *args, initial=None, **kwargs):
+        seen.append((len(preds), initial))
+        return loss_forward(self, preds, gt, *args, initial=initial, **kwargs)
+
+    monkeypatch.setattr(JointLoss, 'forward', spy)
+    train.main(['-c', SMOKE, '--no-progress', '--train-samples', '4', '--val-samples', '2',
+                '--epochs', '1', '--output-dir', str(tmp_path), '--change-weight', '0.2'])
+    # The stage outputs alone reach the pixel term; D_0 comes as `initial`.
+    num_pairs = load_checkpoint(tmp_path / 'last.safetensors')[0].config.num_pairs
+    assert seen and all(n == num_pairs and d0 is not None and not d0.requires_grad
+                        for n, d0 in seen)
+    for bad in ('-0.1', '1.0'):
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE, '--change-weight', bad])
 
 
 def test_learning_rate_schedule() -> None:

@@ -39,12 +39,18 @@ class JointLoss(nn.Module):
         everywhere. L1's optimum in an ambiguous hole is the median of the plausible depths
         (one surface or the other); RMSE, the score of depth completion, is lowest at their
         mean, which is L2's optimum.
+    :param change_weight: lambda_c, weight of an L1 penalty on each stage's change to the
+        initial fill D_0 over the input's holes, with the pixel term's own per-pixel weights
+        and normaliser: under L1 a hole pixel then leaves D_0 only where the share of likely
+        depths on one side of it exceeds the other side's by more than lambda_c, so the
+        cascade keeps the moves it is sure of and leaves the rest to D_0 (0 = off).
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
                  early_weight: float = 0.5, freq_weight: float = 0.1,
                  min_gt_m: float = 1e-4, hole_weight: float = 0.0,
-                 planted_weight: float = 0.0, pixel_loss: str = 'l1') -> None:
+                 planted_weight: float = 0.0, pixel_loss: str = 'l1',
+                 change_weight: float = 0.0) -> None:
         super().__init__()
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f'pixel_loss must be one of {PIXEL_LOSSES}, got {pixel_loss!r}')
@@ -59,6 +65,10 @@ class JointLoss(nn.Module):
         if planted_weight < 0:
             raise ValueError(f'planted_weight must be >= 0, got {planted_weight}')
         self.planted_weight = float(planted_weight)
+        if not 0.0 <= change_weight < 1.0:
+            raise ValueError(f'change_weight must be in [0, 1) (at 1 no hole pixel gains by '
+                             f'leaving D_0), got {change_weight}')
+        self.change_weight = float(change_weight)
 
     def weights_for(self, num_stages: int) -> List[float]:
         """:return: The weight of each of ``num_stages`` stages."""
@@ -73,6 +83,7 @@ class JointLoss(nn.Module):
                 valid_mask: Optional[torch.Tensor] = None,
                 raw_depth: Optional[torch.Tensor] = None,
                 planted: Optional[torch.Tensor] = None,
+                initial: Optional[torch.Tensor] = None,
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """
         Compute the loss.
@@ -84,8 +95,10 @@ class JointLoss(nn.Module):
             when ``hole_weight`` > 0.
         :param planted: [B, 1, H, W], 1 on pixels hidden by PlantedHoles, else 0; weighted
             when ``planted_weight`` > 0 (None = no such pixels).
-        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final'}; with berHu or L2
-            the 'l1' parts hold that term).
+        :param initial: The initial fill D_0 [B, 1, H, W], meters; needed when
+            ``change_weight`` > 0 (with ``raw_depth``).
+        :return: (scalar loss, detached parts {'l1', 'freq', 'l1_final', 'change'}; with berHu
+            or L2 the 'l1' parts hold that term).
         """
         if isinstance(preds, torch.Tensor):
             preds = [preds]
@@ -106,6 +119,15 @@ class JointLoss(nn.Module):
                                  f'truth {tuple(gt.shape)}')
             weight = weight + v * self.planted_weight * planted.float()
         count = weight.sum().clamp_min(1.0)
+        change_weight = None
+        if self.change_weight > 0:
+            if initial is None or raw_depth is None:
+                raise ValueError('change_weight > 0 needs initial and raw_depth')
+            if initial.shape != gt.shape:
+                raise ValueError(f'initial fill {tuple(initial.shape)} does not match ground '
+                                 f'truth {tuple(gt.shape)}')
+            hole = ~(torch.isfinite(raw_depth) & (raw_depth > 0))
+            change_weight = self.change_weight * weight * hole.float()
         g_spec = None
         if self.freq_weight > 0:
             g_spec = _spectrum(g * v)
@@ -113,6 +135,7 @@ class JointLoss(nn.Module):
         l1_sum = gt.new_zeros((), dtype=torch.float32)
         freq_sum = gt.new_zeros((), dtype=torch.float32)
         l1_final = gt.new_zeros((), dtype=torch.float32)
+        change_sum = gt.new_zeros((), dtype=torch.float32)
         for w, pred in zip(self.weights_for(len(preds)), preds):
             if pred.shape != gt.shape:
                 raise ValueError(f'prediction {tuple(pred.shape)} does not match ground truth '
@@ -127,11 +150,16 @@ class JointLoss(nn.Module):
             total = total + w * l1
             l1_sum = l1_sum + w * l1.detach()
             l1_final = l1.detach()
+            if change_weight is not None:
+                change = ((p - initial.float()).abs() * change_weight).sum() / count
+                total = total + w * change
+                change_sum = change_sum + w * change.detach()
             if g_spec is not None:
                 freq = (_spectrum(p * v) - g_spec).abs().mean()
                 total = total + self.freq_weight * w * freq
                 freq_sum = freq_sum + w * freq.detach()
-        return total, {'l1': l1_sum, 'freq': freq_sum, 'l1_final': l1_final}
+        return total, {'l1': l1_sum, 'freq': freq_sum, 'l1_final': l1_final,
+                       'change': change_sum}
 
 
 PIXEL_LOSSES = ('l1', 'berhu', 'l2')

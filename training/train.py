@@ -161,6 +161,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--planted-weight', type=float, default=0.0,
                    help='extra L1 weight on pixels hidden by --planted-holes')
+    p.add_argument('--change-weight', type=float, default=0.0,
+                   help="L1 penalty on each stage's change to the initial fill D_0 over the "
+                        'holes, in [0, 1): a hole pixel leaves D_0 only where the loss '
+                        'expects more than this share of its weight back (0: off)')
     p.add_argument('--early-stage-weight', type=float, default=0.5,
                    help='loss weight of non-final stages')
     p.add_argument('--amp', default='auto', choices=['auto', 'off', 'bf16', 'fp16'],
@@ -229,6 +233,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      f'--data is {args.data}')
     if not 0.0 <= args.dead_leaves <= 1.0:
         parser.error(f'--dead-leaves must be a probability in [0, 1], got {args.dead_leaves}')
+    if not 0.0 <= args.change_weight < 1.0:
+        parser.error(f'--change-weight must be in [0, 1), got {args.change_weight}')
     if not 0.0 <= args.colour_dropout <= 1.0:
         parser.error(f'--colour-dropout must be a share in [0, 1], got {args.colour_dropout}')
     low, high = args.depth_scale
@@ -471,7 +477,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             scaler.load_state_dict(state['scaler'])
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
                           hole_weight=args.hole_weight, planted_weight=args.planted_weight,
-                          pixel_loss=args.pixel_loss)
+                          pixel_loss=args.pixel_loss, change_weight=args.change_weight)
     steps_per_epoch = max(1, len(train_loader))
     total = args.epochs * steps_per_epoch
     if args.max_steps:
@@ -504,10 +510,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 seed=(args.seed * 1_000_003 + step) * info.world_size + info.rank)
             # The initial fill gets the true colour only where the network's was withheld.
             guide_rgb = None if seen_rgb is batch['rgb'] else batch['rgb']
+            with_initial = args.change_weight > 0
             with autocast():
-                preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=guide_rgb)
-            loss, parts = criterion([p.float() for p in preds], batch['gt'],
-                                    raw_depth=batch['depth'], planted=batch.get('planted'))
+                preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=guide_rgb,
+                                  with_initial=with_initial)
+            initial = preds[0].float() if with_initial else None
+            loss, parts = criterion([p.float() for p in preds[int(with_initial):]], batch['gt'],
+                                    raw_depth=batch['depth'], planted=batch.get('planted'),
+                                    initial=initial)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

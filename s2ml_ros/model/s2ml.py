@@ -94,7 +94,8 @@ class S2ML(nn.Module):
         return (self.config.max_depth_m * scale).to(depth_m.dtype).view(-1, 1, 1, 1)
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
-                guide_rgb: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                guide_rgb: Optional[torch.Tensor] = None,
+                with_initial: bool = False) -> List[torch.Tensor]:
         """
         Complete depth.
 
@@ -103,7 +104,11 @@ class S2ML(nn.Module):
         :param guide_rgb: Colour [B, 3, H, W] in [0, 1] that guides the initial fill D_0;
             None: ``rgb``. Training passes the true colour here while the network's own
             colour input is withheld from some frames (``training.train --colour-dropout``).
-        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last.
+        :param with_initial: Put the initial fill D_0 [B, 1, H, W] (meters, no gradient: the
+            fill has no parameters) before the stage outputs, for losses on the cascade's change
+            to it (``training.train --change-weight``).
+        :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last (K + 1
+            with ``with_initial``, D_0 first).
         """
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f'rgb must be [B, 3, H, W], got {tuple(rgb.shape)}')
@@ -144,7 +149,7 @@ class S2ML(nn.Module):
         # still correct an earlier one that went too far.
         far_limit = depth_n * (1.0 + self.config.far_change_cap) \
             if self.config.far_change_cap else None
-        outputs = []
+        outputs = [(depth_n[..., :h, :w] * unit_m).detach()] if with_initial else []
         for pair in self.pairs:
             spectral = pair.spectral(rgb_feat, depth_feat)
             depth_feat = pair.spatial(depth_feat, spectral, rgb_feat)
