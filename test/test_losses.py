@@ -99,8 +99,10 @@ def test_change_weight_penalises_leaving_the_initial_fill_on_holes_only() -> Non
     # Weights 1, 1, 1, 2 (count 5); the hole pixel is right, 0.5 m from D_0.
     assert total.item() == pytest.approx((1.0 + 0.25 * 2 * 0.5) / 5)
     assert parts['change'].item() == pytest.approx(0.25 * 2 * 0.5 / 5)
-    with pytest.raises(ValueError, match='needs initial and raw_depth'):
+    with pytest.raises(ValueError, match='needs initial'):
         loss([pred], gt, raw_depth=raw)
+    with pytest.raises(ValueError, match='change_weight > 0 needs raw_depth'):
+        JointLoss(change_weight=0.25)([pred], gt, initial=initial)
     with pytest.raises(ValueError, match=r'initial fill \(1, 1, 1, 2\)'):
         loss([pred], gt, raw_depth=raw, initial=initial[..., :1, :])
     with pytest.raises(ValueError, match=r'change_weight must be in \[0, 1\)'):

@@ -21,6 +21,19 @@ def _inputs(height, width, batch=2, hole_fraction=0.3, seed=0):
     return rgb, depth
 
 
+def _zero_heads(model):
+    """Silence every fusion pair's output head, so each stage emits the initial fill D_0."""
+    for pair in model.pairs:
+        torch.nn.init.zeros_(pair.head[2].weight)
+        torch.nn.init.zeros_(pair.head[2].bias)
+
+
+def _guided_test_model():
+    """:return: (config, model in eval mode) of the test variant on the guided multigrid fill."""
+    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
+    return config, build_s2ml(config).eval()
+
+
 @pytest.mark.parametrize('variant', ['test', 'tiny'])
 @pytest.mark.parametrize('size', [(61, 83), (32, 32), (17, 100)])
 def test_forward_any_size_returns_every_stage(variant, size):
@@ -74,9 +87,7 @@ def test_stages_refine_progressively_from_the_initial_fill():
     # Each stage adds a residual to the previous one: with the heads silenced, every stage
     # returns D_0, which keeps every measured pixel and fills holes from their surroundings.
     model = build_s2ml('test')
-    for pair in model.pairs:
-        torch.nn.init.zeros_(pair.head[2].weight)
-        torch.nn.init.zeros_(pair.head[2].bias)
+    _zero_heads(model)
     rgb, depth = _inputs(24, 40)
     measured = depth > 0
     with torch.inference_mode():
@@ -251,17 +262,14 @@ def test_guided_multigrid_fill_is_not_pulled_by_stray_pixels_in_a_large_hole():
 
 
 def test_guided_multigrid_initial_fill_in_the_network():
-    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
-    model = build_s2ml(config).eval()
+    config, model = _guided_test_model()
     rgb, depth = _inputs(20, 30, batch=1)
     with torch.no_grad():
         outputs = model(rgb, depth)
     assert outputs[-1].shape == depth.shape and torch.isfinite(outputs[-1]).all()
     # With the heads zeroed, the output is D_0 itself: measured pixels pass through and the
     # holes hold the guided fill of the normalised raw depth.
-    for pair in model.pairs:
-        torch.nn.init.zeros_(pair.head[2].weight)
-        torch.nn.init.zeros_(pair.head[2].bias)
+    _zero_heads(model)
     with torch.no_grad():
         d0 = model(rgb, depth)[-1]
     valid = depth > 0
@@ -564,8 +572,7 @@ def test_far_change_cap_bounds_every_stage_by_the_initial_fill_and_nothing_else(
 
 
 def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colour():
-    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
-    model = build_s2ml(config).eval()
+    _, model = _guided_test_model()
     rgb, depth = _inputs(20, 30, batch=2)  # 20x30 is padded: the guide is padded too
     flat = model.rgb_mean.expand_as(rgb)
     with torch.no_grad():
@@ -578,9 +585,7 @@ def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colou
     # Withholding the network's colour changes its output, not D_0: with the heads zeroed
     # the output is D_0, which follows the guide whatever colour the network sees.
     assert not torch.allclose(withheld[-1], plain[-1])
-    for pair in model.pairs:
-        torch.nn.init.zeros_(pair.head[2].weight)
-        torch.nn.init.zeros_(pair.head[2].bias)
+    _zero_heads(model)
     with torch.no_grad():
         d0_true = model(rgb, depth)[-1]
         d0_withheld = model(flat, depth, guide_rgb=rgb)[-1]
@@ -593,8 +598,7 @@ def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colou
 
 
 def test_with_initial_puts_the_initial_fill_before_the_stage_outputs():
-    config = S2MLConfig(**{**get_config('test').to_dict(), 'initial_fill': 'guided_multigrid'})
-    model = build_s2ml(config).eval()
+    _, model = _guided_test_model()
     rgb, depth = _inputs(20, 30, batch=2)
     with torch.no_grad():
         plain = model(rgb, depth)
@@ -605,9 +609,7 @@ def test_with_initial_puts_the_initial_fill_before_the_stage_outputs():
     measured = depth > 0
     torch.testing.assert_close(with_d0[0][measured], depth[measured])
     # D_0 is what the cascade starts from: with the heads zeroed every stage emits it.
-    for pair in model.pairs:
-        torch.nn.init.zeros_(pair.head[2].weight)
-        torch.nn.init.zeros_(pair.head[2].bias)
+    _zero_heads(model)
     with torch.no_grad():
         torch.testing.assert_close(model(rgb, depth)[-1], with_d0[0])
 

@@ -108,11 +108,13 @@ class JointLoss(nn.Module):
         v = valid.float()
         g = torch.where(valid, gt, torch.zeros_like(gt)).float()
         weight = v
-        if self.hole_weight > 0:
+        hole = None
+        if self.hole_weight > 0 or self.change_weight > 0:
             if raw_depth is None:
-                raise ValueError('hole_weight > 0 needs raw_depth')
-            hole = ~(torch.isfinite(raw_depth) & (raw_depth > 0))
-            weight = v * (1.0 + self.hole_weight * hole.float())
+                raise ValueError('hole_weight > 0 or change_weight > 0 needs raw_depth')
+            hole = (~(torch.isfinite(raw_depth) & (raw_depth > 0))).float()
+        if self.hole_weight > 0:
+            weight = v * (1.0 + self.hole_weight * hole)
         if self.planted_weight > 0 and planted is not None:
             if planted.shape != gt.shape:
                 raise ValueError(f'planted mask {tuple(planted.shape)} does not match ground '
@@ -121,13 +123,13 @@ class JointLoss(nn.Module):
         count = weight.sum().clamp_min(1.0)
         change_weight = None
         if self.change_weight > 0:
-            if initial is None or raw_depth is None:
-                raise ValueError('change_weight > 0 needs initial and raw_depth')
+            if initial is None:
+                raise ValueError('change_weight > 0 needs initial')
             if initial.shape != gt.shape:
                 raise ValueError(f'initial fill {tuple(initial.shape)} does not match ground '
                                  f'truth {tuple(gt.shape)}')
-            hole = ~(torch.isfinite(raw_depth) & (raw_depth > 0))
-            change_weight = self.change_weight * weight * hole.float()
+            initial = initial.float()
+            change_weight = self.change_weight * weight * hole
         g_spec = None
         if self.freq_weight > 0:
             g_spec = _spectrum(g * v)
@@ -151,7 +153,7 @@ class JointLoss(nn.Module):
             l1_sum = l1_sum + w * l1.detach()
             l1_final = l1.detach()
             if change_weight is not None:
-                change = ((p - initial.float()).abs() * change_weight).sum() / count
+                change = ((p - initial).abs() * change_weight).sum() / count
                 total = total + w * change
                 change_sum = change_sum + w * change.detach()
             if g_spec is not None:

@@ -478,6 +478,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
                           hole_weight=args.hole_weight, planted_weight=args.planted_weight,
                           pixel_loss=args.pixel_loss, change_weight=args.change_weight)
+    # The loss needs D_0 from the model only for the penalty on the cascade's change to it.
+    with_initial = args.change_weight > 0
     steps_per_epoch = max(1, len(train_loader))
     total = args.epochs * steps_per_epoch
     if args.max_steps:
@@ -510,12 +512,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 seed=(args.seed * 1_000_003 + step) * info.world_size + info.rank)
             # The initial fill gets the true colour only where the network's was withheld.
             guide_rgb = None if seen_rgb is batch['rgb'] else batch['rgb']
-            with_initial = args.change_weight > 0
             with autocast():
                 preds = ddp_model(seen_rgb, batch['depth'], guide_rgb=guide_rgb,
                                   with_initial=with_initial)
-            initial = preds[0].float() if with_initial else None
-            loss, parts = criterion([p.float() for p in preds[int(with_initial):]], batch['gt'],
+            initial = None
+            if with_initial:
+                initial, *preds = preds
+            loss, parts = criterion([p.float() for p in preds], batch['gt'],
                                     raw_depth=batch['depth'], planted=batch.get('planted'),
                                     initial=initial)
             optimizer.zero_grad(set_to_none=True)
