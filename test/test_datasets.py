@@ -364,6 +364,28 @@ def test_border_holes_blank_bands_touching_the_border_only() -> None:
         BorderHoles(p=2.0)
 
 
+def test_hexagonal_border_bands_widen_from_mid_side_to_the_corners() -> None:
+    # An Azure Kinect NFOV view registered to colour: the left band is widest at the top and
+    # bottom rows and narrowest in the middle rows.
+    depth = np.full((120, 160), 2.0, np.float32)
+    sample = {'rgb': np.zeros((120, 160, 3), np.uint8), 'depth': depth, 'gt': depth.copy()}
+    hexagon = BorderHoles(p=1.0, max_fraction=0.12, side_p=1.0, hexagon_p=1.0)
+    corner_widths = []
+    for seed in range(20):
+        hole = hexagon(sample, np.random.default_rng(seed))['depth'] == 0
+        # Width of the left band per row, counted from column 0 (the top and bottom bands,
+        # at most 24% of the height at the corners, are left out by the rows taken).
+        left = np.argmin(hole, axis=1)
+        middle, ends = left[55:65].mean(), (left[30] + left[89]) / 2
+        assert ends >= middle - 2, (seed, left[30], left[60], left[89])
+        corner_widths.append(max(left[30], left[89]))
+    # Mid-side at most 12% of the width (+1 ragged), toward the corners up to 24%.
+    assert max(corner_widths) > 0.12 * 160 + 1
+    assert all(left_w <= 0.24 * 160 + 1 for left_w in corner_widths)
+    with pytest.raises(ValueError, match='hexagonal border band probability'):
+        BorderHoles(hexagon_p=1.5)
+
+
 def test_planted_mask_moves_with_the_depth_but_is_not_scaled() -> None:
     depth = np.full((40, 60), 2.0, np.float32)
     planted = np.zeros((40, 60), np.float32)

@@ -109,6 +109,23 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     args = train.parse_args(['-c', SMOKE, '--level-views', '0.5'])
     train_set, val_set = train.build_datasets(args)
     assert train_set.level_views == 0.5 and val_set.level_views == 0
+    # A seed offset moves training to rooms the default range never renders.
+    args = train.parse_args(['-c', SMOKE, '--sim-seed-offset', '15000'])
+    train_set, val_set = train.build_datasets(args)
+    assert train_set.describe(0).startswith('simulated seed 15000 ')
+    assert val_set.describe(0) == train.build_datasets(
+        train.parse_args(['-c', SMOKE]))[1].describe(0)  # validation rooms unchanged
+    args = train.parse_args(['-c', SMOKE, '--border-holes', '0.5', '--border-hexagon', '0.3'])
+    borders = [t for t in train.build_datasets(args)[0].transform.transforms
+               if type(t).__name__ == 'BorderHoles']
+    assert borders[0].hexagon_p == 0.3
+    for bad in (['--border-hexagon', '0.3'], ['--border-holes', '0.5', '--border-hexagon', '2']):
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE] + bad)
+    for bad in (['--sim-seed-offset', '-1'], ['--sim-seed-offset', '5', '--data', 'nyu'],
+                ['--sim-seed-offset', str(10 ** 9)]):
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE] + bad)
     args = train.parse_args(['-c', SMOKE, '--batch-size', '5'])
     assert args.batch_size == 5 and args.variant == 'test'  # command line beats the file
     # Colour augmentations are off unless asked for, and land in the training pipeline.

@@ -92,6 +92,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--border-holes', type=float, default=0.0,
                    help='probability of blanking bands along the input border, as registration '
                    'to a wider colour view leaves (before --planted-holes; 0: off)')
+    p.add_argument('--border-hexagon', type=float, default=0.0,
+                   help='share of --border-holes bands cut as two sides of a hexagon, widest at '
+                   'the corners, as an Azure Kinect NFOV depth view registered to colour leaves '
+                   '(0: all straight)')
     p.add_argument('--nyu-splits', default=None, help='splits.mat of NYU-Depth V2')
     p.add_argument('--sun-train-list', default=None, help='SUN RGB-D training frame list')
     p.add_argument('--sun-val-list', default=None, help='SUN RGB-D validation frame list')
@@ -114,6 +118,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
                    help='simulated frame size')
+    p.add_argument('--sim-seed-offset', type=int, default=0,
+                   help='first simulated training seed: training item i renders seed OFFSET + i, '
+                   'so a later stage can train on rooms an earlier one never saw (0: seeds 0 up)')
     p.add_argument('--resize', type=int, nargs=2, default=None, metavar=('W', 'H'),
                    help='resize real frames (after the border crop) to this size')
     p.add_argument('--border-crop', type=int, nargs=4, default=None,
@@ -231,6 +238,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.sensor_variation and args.data != 'sim':
         parser.error(f'--sensor-variation {args.sensor_variation} varies simulated sensors; '
                      f'--data is {args.data}')
+    if not 0 <= args.sim_seed_offset <= ds.SIM_TEST_SEED_BASE - args.train_samples:
+        parser.error(f'--sim-seed-offset must be in [0, {ds.SIM_TEST_SEED_BASE} - '
+                     f'--train-samples] so that training seeds stay below the validation and '
+                     f'test seeds, got {args.sim_seed_offset}')
+    if args.sim_seed_offset and args.data != 'sim':
+        parser.error(f'--sim-seed-offset {args.sim_seed_offset} picks simulated rooms; '
+                     f'--data is {args.data}')
+    if not 0.0 <= args.border_hexagon <= 1.0:
+        parser.error(f'--border-hexagon must be a share in [0, 1], got {args.border_hexagon}')
+    if args.border_hexagon and not args.border_holes:
+        parser.error(f'--border-hexagon {args.border_hexagon} shapes bands that only '
+                     '--border-holes P > 0 draws; it is 0')
     if not 0.0 <= args.dead_leaves <= 1.0:
         parser.error(f'--dead-leaves must be a probability in [0, 1], got {args.dead_leaves}')
     if not 0.0 <= args.change_weight < 1.0:
@@ -270,7 +289,7 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
         pre.append(Resize(*args.resize))
     holes: List[Any] = [SensorHoles(args.extra_holes)] if args.extra_holes else []
     if args.border_holes > 0:
-        holes.append(BorderHoles(args.border_holes))
+        holes.append(BorderHoles(args.border_holes, hexagon_p=args.border_hexagon))
     if args.planted_holes > 0:
         holes.append(PlantedHoles(args.planted_holes, max_zoom=args.planted_zoom))
     colour: List[Any] = [PaintedDecals(args.decals)] if args.decals > 0 else []
@@ -286,7 +305,7 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.data == 'sim':
         w, h = args.sim_size
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
-                                 transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
+                                 seed_offset=args.sim_seed_offset, transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
                                  sensor_variation=args.sensor_variation,
                                  camouflage=args.camouflage, level_views=args.level_views)
         # Validation: simulated test-range seeds offset away from the fixed test set.

@@ -307,14 +307,25 @@ class BorderHoles:
     network that has only seen those pushes depth beside a registration band away. The target
     keeps every value, so the band teaches extrapolation of the surfaces around it.
 
+    A band is straight and slightly tilted, or, with probability ``hexagon_p``, cut as two sides
+    of a hexagon: narrowest in the middle of the image side and up to twice ``max_fraction``
+    wide at its ends, as the hexagonal field of view of an Azure Kinect NFOV depth camera leaves
+    in a 4:3 colour frame (its left band there: about 23% of the width at the top, 8% in the
+    middle rows, 19% at the bottom).
+
     :param p: Probability of adding bands to a sample.
-    :param max_fraction: Widest band, as a fraction of the image side it cuts into.
+    :param max_fraction: Widest band, as a fraction of the image side it cuts into (hexagonal
+        bands: their narrowest width, mid-side).
     :param side_p: Probability of a band on each of the four sides.
+    :param hexagon_p: Probability that a band is hexagonal (0: all straight, and the random
+        draws are those of a version without the option).
     """
 
-    def __init__(self, p: float = 0.5, max_fraction: float = 0.12, side_p: float = 0.6) -> None:
+    def __init__(self, p: float = 0.5, max_fraction: float = 0.12, side_p: float = 0.6,
+                 hexagon_p: float = 0.0) -> None:
         self.p = _probability('border hole', p)
         self.side_p = _probability('border hole side', side_p)
+        self.hexagon_p = _probability('hexagonal border band', hexagon_p)
         if not 0.0 < max_fraction < 0.5:
             raise ValueError(f'border band fraction must be in (0, 0.5), got {max_fraction}')
         self.max_fraction = max_fraction
@@ -333,8 +344,13 @@ class BorderHoles:
             if rng.random() >= self.side_p:
                 continue
             start, end = rng.uniform(0.02, self.max_fraction, 2) * side
+            position = np.arange(length) / max(length - 1, 1)
+            if self.hexagon_p and rng.random() < self.hexagon_p:
+                # Narrowest (start) mid-side, widening linearly to both corners.
+                end = rng.uniform(start / side, min(2 * self.max_fraction, 0.45)) * side
+                position = np.abs(2 * position - 1)
             # Slightly tilted (registration is not a pure shift) and ragged by a pixel.
-            width = start + (end - start) * np.arange(length) / max(length - 1, 1)
+            width = start + (end - start) * position
             width = width + rng.integers(-1, 2, length)
             band |= distance < width[along]
         if not band.any():
