@@ -310,8 +310,8 @@ class BorderHoles:
     A band is straight and slightly tilted, or, with probability ``hexagon_p``, cut as two sides
     of a hexagon: narrowest in the middle of the image side and up to twice ``max_fraction``
     wide at its ends, as the hexagonal field of view of an Azure Kinect NFOV depth camera leaves
-    in a 4:3 colour frame (its left band there: about 23% of the width at the top, 8% in the
-    middle rows, 19% at the bottom).
+    in a 16:9 colour frame (640x360: the left band 23% of the width at the top row, 8% in the
+    middle rows, 18-20% near the bottom; the right band 27% at the top, 17% mid-height).
 
     :param p: Probability of adding bands to a sample.
     :param max_fraction: Widest band, as a fraction of the image side it cuts into (hexagonal
