@@ -305,7 +305,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     if args.data == 'sim':
         w, h = args.sim_size
         train = ds.SimulatedRgbd(args.train_samples, w, h, args.sensors, 'train',
-                                 seed_offset=args.sim_seed_offset, transform=train_tf, seed=args.seed, cache_dir=args.sim_cache,
+                                 seed_offset=args.sim_seed_offset, transform=train_tf,
+                                 seed=args.seed, cache_dir=args.sim_cache,
                                  sensor_variation=args.sensor_variation,
                                  camouflage=args.camouflage, level_views=args.level_views)
         # Validation: simulated test-range seeds offset away from the fixed test set.
