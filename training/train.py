@@ -245,8 +245,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.sim_seed_offset and args.data != 'sim':
         parser.error(f'--sim-seed-offset {args.sim_seed_offset} picks simulated rooms; '
                      f'--data is {args.data}')
-    if not 0.0 <= args.border_hexagon <= 1.0:
-        parser.error(f'--border-hexagon must be a share in [0, 1], got {args.border_hexagon}')
     if args.border_hexagon and not args.border_holes:
         parser.error(f'--border-hexagon {args.border_hexagon} shapes bands that only '
                      '--border-holes P > 0 draws; it is 0')
@@ -266,6 +264,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         # start-up rather than after the data sets are built.
         model_config(args)
     except ConfigError as exc:
+        parser.error(str(exc))
+    try:
+        check_share('--border-hexagon', args.border_hexagon)
+    except ValueError as exc:
         parser.error(str(exc))
     for flag, share, what in (('--camouflage', args.camouflage, 'recolours simulated rooms'),
                               ('--level-views', args.level_views, 'poses the simulated camera')):

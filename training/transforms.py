@@ -343,14 +343,15 @@ class BorderHoles:
         for distance, along, side, length in sides:
             if rng.random() >= self.side_p:
                 continue
-            start, end = rng.uniform(0.02, self.max_fraction, 2) * side
+            start, end = rng.uniform(0.02, self.max_fraction, 2)
             position = np.arange(length) / max(length - 1, 1)
             if self.hexagon_p and rng.random() < self.hexagon_p:
-                # Narrowest (start) mid-side, widening linearly to both corners.
-                end = rng.uniform(start / side, min(2 * self.max_fraction, 0.45)) * side
+                # Narrowest (start) mid-side, widening linearly to both corners; below half the
+                # side, so that opposite bands never meet.
+                end = rng.uniform(start, min(2 * self.max_fraction, 0.45))
                 position = np.abs(2 * position - 1)
             # Slightly tilted (registration is not a pure shift) and ragged by a pixel.
-            width = start + (end - start) * position
+            width = (start + (end - start) * position) * side
             width = width + rng.integers(-1, 2, length)
             band |= distance < width[along]
         if not band.any():
