@@ -29,6 +29,7 @@ setup(
         'console_scripts': [
             's2ml_node = s2ml_ros.node:main',
             's2ml_bag_eval = s2ml_ros.bag_eval:main',
+            's2ml_colour_offset = s2ml_ros.colour_offset_tool:main',
             's2ml_realsense = s2ml_ros.realsense_node:main',
             's2ml_realsense_offline = s2ml_ros.realsense_offline:main',
             's2ml_sim_camera = s2ml_ros.sim_camera_publisher:main',

@@ -24,6 +24,7 @@ from s2ml_ros.conversions import (color_to_rgb, ConversionError, depth_image_fie
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.params import NodeParams
 from s2ml_ros.pointcloud import array_in_buffer, with_nan
+from s2ml_ros.registration import shift_image
 
 
 @dataclass
@@ -85,8 +86,8 @@ def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
     :param color_msg: Color Image (rgb8, bgr8, rgba8, bgra8 or mono8).
     :param depth_msg: Depth Image (16UC1 scaled by ``params.depth_scale``, or 32FC1 meters).
     :param info_msg: CameraInfo of the color image, or None.
-    :param params: Node parameters (depth_scale, min/max depth, output_size).
-    :return: The prepared frame.
+    :param params: Node parameters (depth_scale, min/max depth, output_size, colour offset).
+    :return: The prepared frame, its colour moved by the colour offset.
     :raises ConversionError: For an image that cannot be decoded.
     """
     depth = depth_to_meters(depth_msg, params.depth_scale, params.min_depth_m, params.max_depth_m)
@@ -98,6 +99,9 @@ def prepare_frame(color_msg: Any, depth_msg: Any, info_msg: Any,
             depth = _resize_depth_nearest(depth, rgb.shape[1], rgb.shape[0])
         else:
             rgb = _resize_rgb(rgb, depth.shape[1], depth.shape[0])
+    # Registration corrected here, so the network, the cloud's colours and any baseline all
+    # see the same colour.
+    rgb = shift_image(rgb, params.colour_offset_y_px, params.colour_offset_x_px)
     intrinsics, error = None, ''
     if info_msg is None:
         error = 'no CameraInfo received'

@@ -490,6 +490,7 @@ class DepthCompletionNode(Node):
             ('cpu threads', self._cpu_threads()),
             ('keep_measured', p.keep_measured),
             ('flip_average', p.flip_average),
+            ('colour offset x, y (px)', f'{p.colour_offset_x_px}, {p.colour_offset_y_px}'),
         ]
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: depth completion', message=message,

@@ -66,6 +66,8 @@ class NodeParams:
     max_depth_m: float = 10.0
     keep_measured: bool = True
     flip_average: bool = False
+    colour_offset_x_px: int = 0
+    colour_offset_y_px: int = 0
     publish_cloud: bool = True
     cloud_rgb: bool = True
     cloud_decimation: int = 1
@@ -114,6 +116,11 @@ _SPECS = (
               'output everywhere)'),
     ParamSpec('flip_average', 'Also run each frame mirrored left-right and average the two '
               'depths (mirror-consistent, slightly lower error, twice the compute)'),
+    ParamSpec('colour_offset_x_px', 'Move the color image this many pixels right (negative: '
+              'left) before use, for a camera whose color sits off its registered depth '
+              '(training.evaluate --register-colour estimates it)', value_range=(-32, 32)),
+    ParamSpec('colour_offset_y_px', 'Move the color image this many pixels down (negative: up) '
+              'before use; see colour_offset_x_px', value_range=(-32, 32)),
     ParamSpec('publish_cloud', 'Publish the organized point cloud on points'),
     ParamSpec('cloud_rgb', 'Add the rgb field to the point cloud'),
     ParamSpec('cloud_decimation', 'Keep every n-th row and column in the point cloud',

@@ -58,6 +58,27 @@ def synthetic_frames(n: int, width: int = 40, height: int = 30, seed: int = 0):
     return rgbs, raws, gts, (fx, fx, (width - 1) / 2, (height - 1) / 2)
 
 
+def boxes_frame(seed: int = 0):
+    """Make a 120x160 wall at 3 m with coloured boxes at 1-1.5 m; shadows left of each box."""
+    rng = np.random.default_rng(seed)
+    h, w = 120, 160
+    depth = np.full((h, w), 3.0, np.float32)
+    rgb = np.empty((h, w, 3), np.uint8)
+    rgb[:] = (150, 160, 170)
+    for _ in range(9):
+        y, x = int(rng.integers(5, h - 35)), int(rng.integers(10, w - 35))
+        bh, bw = (int(v) for v in rng.integers(14, 30, 2))
+        near = float(rng.uniform(1.0, 1.5))
+        depth[y:y + bh, x:x + bw] = near
+        rgb[y:y + bh, x:x + bw] = rng.integers(0, 256, 3)
+    raw = depth.copy()
+    # Projector shadows: a few pixels of the far wall just left of each near edge.
+    left_edge = (depth[:, 1:] < depth[:, :-1] - 0.5)
+    for y, x in zip(*np.nonzero(left_edge)):
+        raw[y, max(0, x - 3):x + 1] = 0
+    return rgb, raw
+
+
 def _header(stamp_ns: int):
     t = TS.types['builtin_interfaces/msg/Time'](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
     return TS.types['std_msgs/msg/Header'](stamp=t, frame_id=FRAME_ID)

@@ -59,6 +59,16 @@ def test_output_size_color_upsamples_depth_nearest(inputs):
     assert frame.intrinsics.size == (32, 24)
 
 
+def test_colour_offset_moves_the_colour_the_network_and_cloud_see(inputs):
+    rgb, mm = inputs
+    p = NodeParams(colour_offset_x_px=-2, colour_offset_y_px=1)
+    frame = prepare_frame(image(rgb[:12, :16], 'rgb8'), image(mm, '16UC1'), None, p)
+    # Content moved 2 px left and 1 px down; the depth is untouched.
+    np.testing.assert_array_equal(frame.rgb[1:, :-2], rgb[:11, 2:16])
+    np.testing.assert_array_equal(frame.depth_m, prepare_frame(
+        image(rgb[:12, :16], 'rgb8'), image(mm, '16UC1'), None, NodeParams()).depth_m)
+
+
 def test_missing_or_bad_camera_info_is_reported_not_raised(inputs):
     rgb, mm = inputs
     frame = prepare_frame(image(rgb[:12, :16], 'rgb8'), image(mm, '16UC1'), None, NodeParams())

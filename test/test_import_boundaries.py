@@ -18,13 +18,13 @@ PURE_MODULES = [
     's2ml_ros', 's2ml_ros.model', 's2ml_ros.pipeline', 's2ml_ros.geometry', 's2ml_ros.metrics',
     's2ml_ros.baselines', 's2ml_ros.simulation', 's2ml_ros.bag_io', 's2ml_ros.bag_eval',
     's2ml_ros.offline_eval', 's2ml_ros.eval_report', 's2ml_ros.realsense_source',
-    's2ml_ros.realsense_offline',
+    's2ml_ros.realsense_offline', 's2ml_ros.colour_offset_tool',
 ]
 # The node's building blocks: neither ROS nor torch, so they are cheap to test and reuse.
 NODE_CORE_MODULES = [
     's2ml_ros.conversions', 's2ml_ros.sync', 's2ml_ros.params', 's2ml_ros.pointcloud',
     's2ml_ros.frame_slot', 's2ml_ros.completion', 's2ml_ros.node_stats',
-    's2ml_ros.camera_presets',
+    's2ml_ros.camera_presets', 's2ml_ros.registration',
 ]
 
 

@@ -26,6 +26,8 @@ def test_every_field_has_a_described_spec():
     ('output_encoding', '8UC1', 'not one of 32FC1, 16UC1'),
     ('input_qos_reliability', 'sometimes', 'not one of best_effort, reliable'),
     ('cloud_decimation', 17, r'out of range \[1, 16\]'),
+    ('colour_offset_x_px', 40, r'colour_offset_x_px=40 is out of range \[-32, 32\]'),
+    ('colour_offset_y_px', 1.5, 'must be an integer'),
     ('keep_measured', 'yes', 'must be a bool'),
     ('sync_queue_size', 2.5, 'must be an integer'),
     ('checkpoint', 3, 'must be a string'),

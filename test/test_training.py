@@ -338,6 +338,22 @@ def test_robustness_degradations_corrupt_inputs_only() -> None:
         degrade(rgb, depth, 'fog', np.random.default_rng(0))
 
 
+def test_evaluate_registers_colour_moved_off_the_depth(capsys) -> None:
+    from training import evaluate
+    common = ['--data', 'sim', '--num-samples', '4', '--sim-size', '128', '96', '--baselines',
+              'colorization', '--initial-fills', 'guided_multigrid', '--degrade', 'shift2',
+              '--no-progress']
+    moved = evaluate.main(common)['sim_test+shift2']
+    capsys.readouterr()
+    registered = evaluate.main(common + ['--register-colour'])['sim_test+shift2']
+    printed = capsys.readouterr().out
+    # The colour was moved 2 px right; the estimate moves it back on most frames.
+    assert 'colour offsets (rows, columns) px' in printed
+    assert '(0, -2): ' in printed
+    for method in ('colorization', 'fill:guided_multigrid'):
+        assert registered[method]['hole_rmse'] < moved[method]['hole_rmse']
+
+
 def test_evaluate_draws_hidden_pixels_several_times(tmp_path: Path) -> None:
     from training import evaluate
     common = ['--data', 'sim', '--num-samples', '3', '--sim-size', '64', '48', '--baselines',

@@ -22,6 +22,7 @@ pixels and on the input's hole pixels.
 """
 
 import argparse
+from collections import Counter
 import csv
 import json
 import math
@@ -37,7 +38,7 @@ from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model.config import FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS, S2MLConfig
 from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
-from s2ml_ros.pipeline import DepthCompletionPredictor
+from s2ml_ros.pipeline import DepthCompletionPredictor, estimate_colour_offset, shift_image
 from s2ml_ros.simulation import check_share
 import torch
 from tqdm import tqdm
@@ -168,6 +169,17 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
     return run
 
 
+def registered_colour_offsets() -> Callable[[np.ndarray, np.ndarray], Tuple[int, int]]:
+    """:return: ``(rgb, raw) -> (dy, dx)``, the colour offset estimated from one frame."""
+    fill = initial_fill_method('guided_multigrid')
+
+    def estimate(rgb: np.ndarray, raw: np.ndarray) -> Tuple[int, int]:
+        # Planter seeds apart from the evaluation's own draws (0, 1, ...).
+        found = estimate_colour_offset(rgb, raw, fill, seed=1000)
+        return found.dy, found.dx
+    return estimate
+
+
 def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]:
     """:return: (name, dataset) pairs to evaluate on."""
     pre = []
@@ -192,7 +204,10 @@ def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]
 
 def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
                      hide_holes: bool, quiet: bool = True, degradation: str = 'none',
-                     hide_draws: int = 1, hide_seed: int = 0
+                     hide_draws: int = 1, hide_seed: int = 0,
+                     colour_offsets: Optional[Callable[[np.ndarray, np.ndarray],
+                                                       Tuple[int, int]]] = None,
+                     offsets_seen: Optional[List[Tuple[int, int]]] = None
                      ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
     """
     Score every method on every frame.
@@ -209,6 +224,10 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
         other moved hole shapes (planter seeds ``hide_seed``, ``hide_seed + 1``, ...): one draw
         of a few frames is a noisy estimate.
     :param hide_seed: Planter seed of the first draw.
+    :param colour_offsets: ``(rgb, raw) -> (dy, dx)``: the colour offset of each frame (and
+        draw), estimated from the method inputs alone; every method then gets the colour moved
+        by it (registration, :mod:`s2ml_ros.registration`). None: colour as given.
+    :param offsets_seen: With ``colour_offsets``, each estimate is appended here.
     :return: (name -> metrics over all draws, name -> seconds per frame and draw). With
         several draws each method's metrics also hold 'hole_rmse_draws', the hole RMSE of
         each draw (a list), and 'hole_rmse_sd', their sample standard deviation.
@@ -230,6 +249,11 @@ def evaluate_methods(frames: Sequence[Sample], methods: Dict[str, Method],
                 gt = s['depth']
             rgb, raw = degrade(rgb, raw, degradation,
                                np.random.default_rng([7, i] if d == 0 else [7, d, i]))
+            if colour_offsets is not None:
+                offset = colour_offsets(rgb, raw)
+                if offsets_seen is not None:
+                    offsets_seen.append(offset)
+                rgb = shift_image(rgb, *offset)
             for name, fill in methods.items():
                 t0 = time.perf_counter()
                 pred = fill(rgb, raw)
@@ -323,6 +347,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--flip-average', action='store_true',
                    help='score each checkpoint a second time with the frame and its mirror image '
                         "averaged ('s2ml:<name>+flip')")
+    p.add_argument('--register-colour', action='store_true',
+                   help="estimate each frame's colour-to-depth offset from its input "
+                        'alone and move the colour by it for every method (prints the offsets '
+                        'found)')
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'],
                    help='network precision (reduced precision on CUDA only)')
@@ -371,6 +399,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         if args.flip_average:
             methods.update(model_methods(path, args.device, args.keep_measured, args.precision,
                                          args.stages, f'{label}+flip', flip_average=True))
+    estimate = registered_colour_offsets() if args.register_colour else None
     report: Dict[str, Dict[str, Dict[str, float]]] = {}
     rows = []
     for source, dataset in build_frames(args):
@@ -379,13 +408,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
         hide = args.hide_holes == 'yes' or (args.hide_holes == 'auto' and no_gt)
         for kind in args.degrade:
             key = source if kind == 'none' else f'{source}+{kind}'
+            offsets: List[Tuple[int, int]] = []
             results, times = evaluate_methods(frames, methods, hide, args.no_progress, kind,
-                                              args.hide_draws, args.hide_seed)
+                                              args.hide_draws, args.hide_seed, estimate,
+                                              offsets)
             report[key] = results
             draws = f' ({args.hide_draws} draws)' if hide and args.hide_draws > 1 else ''
             print(f'\n## {key}: {len(frames)} frames'
                   + (f', valid pixels hidden with real hole patterns{draws}' if hide else ''))
             print(format_table(results, times))
+            if offsets:
+                counts = Counter(offsets)
+                print('colour offsets (rows, columns) px, estimated per frame and draw: '
+                      + ', '.join(f'{o}: {c}' for o, c in counts.most_common()))
             for name, m in results.items():
                 rows.append({'source': source, 'degradation': kind, 'method': name,
                              'hidden_holes': hide, 'ms_per_frame': 1e3 * times[name], **m})

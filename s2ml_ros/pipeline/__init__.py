@@ -2,6 +2,7 @@
 
 from .predictor import (DefaultWeightsMissingError, DepthCompletionPredictor, PRECISIONS,
                         PredictorInputError, resolve_device)
+from ..registration import ColourOffset, estimate_colour_offset, shift_image
 
-__all__ = ['DefaultWeightsMissingError', 'DepthCompletionPredictor', 'PRECISIONS',
-           'PredictorInputError', 'resolve_device']
+__all__ = ['ColourOffset', 'DefaultWeightsMissingError', 'DepthCompletionPredictor', 'PRECISIONS',
+           'PredictorInputError', 'estimate_colour_offset', 'resolve_device', 'shift_image']
