@@ -71,14 +71,14 @@ def estimate_bag_offset(bag_path: str, predictor, params, frames: int = 10, ever
 def build_parser() -> argparse.ArgumentParser:
     """:return: The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog='s2ml_colour_offset', description=__doc__.split('\n\n')[1].strip())
+        prog='s2ml_colour_offset', description=__doc__.split('\n\n')[0].strip())
     parser.add_argument('bag', help='rosbag2 bag folder, or a single .mcap / .db3 file')
     parser.add_argument('--params-file', default=None,
                         help='node parameter YAML: the same sync, depth scale and range')
     parser.add_argument('--checkpoint', default=None,
                         help='checkpoint whose initial fill scores the offsets (default: the '
                         'packaged weights)')
-    parser.add_argument('--device', default='cpu', help='auto, cpu, cuda, cuda:N')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     parser.add_argument('--color-topic', default=None, help='color Image topic')
     parser.add_argument('--depth-topic', default=None, help='raw depth Image topic')
     parser.add_argument('--info-topic', default=None, help='color CameraInfo topic')

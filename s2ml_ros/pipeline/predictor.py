@@ -301,13 +301,16 @@ class DepthCompletionPredictor:
         return stages
 
     @torch.inference_mode()
-    def initial_fill(self, rgb: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    def initial_fill(self, rgb: np.ndarray, depth_m: np.ndarray,
+                     kind: Optional[str] = None) -> np.ndarray:
         """
         Compute the network's parameter-free initial fill D_0 alone, as its config does.
 
         :param rgb: Colour image uint8 [H, W, 3], used as given (``colour_offset`` is not
             applied).
         :param depth_m: Raw depth float32 [H, W] in meters; 0 or NaN = missing.
+        :param kind: Another fill than the config's (:data:`s2ml_ros.model.config.
+            INITIAL_FILLS`), with the config's sweeps and guide.
         :return: D_0, float32 [H, W] in meters.
         """
         self._check_inputs(rgb, depth_m)
@@ -315,10 +318,10 @@ class DepthCompletionPredictor:
         depth = torch.from_numpy(np.where(valid, depth_m, 0).astype(np.float32))[None, None]
         # A copy: the colour may be a read-only view of a message buffer.
         colour = torch.from_numpy(np.array(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
+        mask = torch.from_numpy(valid)[None, None].float()
         cfg = self.model.config
-        kind = cfg.initial_fill if cfg.initial_fill != 'zeros' else 'guided_multigrid'
-        filled = initial_fill(depth.to(self.device), torch.from_numpy(valid)[None, None].float()
-                              .to(self.device), colour.to(self.device) / 255.0, kind,
+        filled = initial_fill(depth.to(self.device), mask.to(self.device),
+                              colour.to(self.device) / 255.0, kind or cfg.initial_fill,
                               cfg.fill_iterations, cfg.fill_solver, cfg.fill_guide)
         return filled[0, 0].float().cpu().numpy()
 
@@ -326,17 +329,23 @@ class DepthCompletionPredictor:
                                max_offset: int = 3, draws: int = 3,
                                min_gain: float = 0.15) -> ColourOffset:
         """
-        Estimate the colour-to-depth offset of one frame with this network's initial fill.
+        Estimate the colour-to-depth offset of one frame, scored with a colour-guided fill.
 
-        See :func:`s2ml_ros.registration.estimate_colour_offset`; the default
-        ``min_gain`` is above every gain found on 96 exactly registered simulated frames
-        (at most 0.14). About 60 fills: seconds per 640x480 frame on a CPU, so this is a
-        calibration step, not a per-frame one.
+        See :func:`s2ml_ros.registration.estimate_colour_offset`. The fill is
+        'guided_multigrid' with this network's sweeps and guide (whatever its own initial fill
+        is: only a colour-guided fill tells offsets apart). The default ``min_gain`` is above
+        every gain found on 96 exactly registered simulated frames (at most 0.14). 13-19
+        offsets times ``draws`` fills: about 20 frames' worth of completion (3.6 s at 640x480
+        on 2 CPU cores, ``bench/bench_colour_offset.py``), so this is a calibration step, not
+        a per-frame one.
 
         :return: The offset, to be set as ``colour_offset``.
         """
         self._check_inputs(rgb, depth_m)
-        return estimate_colour_offset(rgb, np.asarray(depth_m, np.float32), self.initial_fill,
+
+        def guided_fill(colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+            return self.initial_fill(colour, depth, 'guided_multigrid')
+        return estimate_colour_offset(rgb, np.asarray(depth_m, np.float32), guided_fill,
                                       max_offset=max_offset, draws=draws, min_gain=min_gain)
 
     @staticmethod
