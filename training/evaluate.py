@@ -36,11 +36,10 @@ import numpy as np
 from s2ml_ros.baselines import BASELINES
 from s2ml_ros.metrics import DepthMetricAccumulator
 from s2ml_ros.model.config import FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS, S2MLConfig
-from s2ml_ros.model.layers import initial_fill
 from s2ml_ros.offline_eval import HolePlanter
-from s2ml_ros.pipeline import DepthCompletionPredictor, estimate_colour_offset, shift_image
+from s2ml_ros.pipeline import (DepthCompletionPredictor, estimate_colour_offset,
+                               initial_fill_image, shift_image)
 from s2ml_ros.simulation import check_share
-import torch
 from tqdm import tqdm
 
 from . import datasets as ds
@@ -87,10 +86,7 @@ def degrade(rgb: np.ndarray, depth: np.ndarray, kind: str, rng: np.random.Genera
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
     elif kind.startswith('shift'):
         # Along x, the baseline axis of most RGB-D heads, where calibration errors show most.
-        move = np.float32([[1, 0, float(kind[5:])], [0, 1, 0]])
-        h, w = depth.shape
-        img = cv2.warpAffine(img, move, (w, h), flags=cv2.INTER_NEAREST,
-                             borderMode=cv2.BORDER_REPLICATE)
+        img = shift_image(img, 0, int(kind[5:]))
     elif kind == 'outdoor':
         h, w = depth.shape
         coarse = rng.standard_normal((max(2, h // 32), max(2, w // 32))).astype(np.float32)
@@ -159,13 +155,7 @@ def initial_fill_method(name: str, fill_iterations: int = S2MLConfig.fill_iterat
                          f'{[f for f in INITIAL_FILLS if f != "zeros"]}')
 
     def run(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        valid = np.isfinite(depth) & (depth > 0)
-        d = torch.from_numpy(np.where(valid, depth, 0).astype(np.float32))[None, None]
-        m = torch.from_numpy(valid.astype(np.float32))[None, None]
-        colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
-        with torch.inference_mode():
-            return initial_fill(d, m, colour, name, fill_iterations, fill_solver,
-                                fill_guide)[0, 0].numpy()
+        return initial_fill_image(rgb, depth, name, fill_iterations, fill_solver, fill_guide)
     return run
 
 

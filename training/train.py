@@ -265,18 +265,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         model_config(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    try:
-        check_share('--border-hexagon', args.border_hexagon)
-    except ValueError as exc:
-        parser.error(str(exc))
-    for flag, share, what in (('--camouflage', args.camouflage, 'recolours simulated rooms'),
-                              ('--level-views', args.level_views, 'poses the simulated camera')):
+    for flag, share, sim_only in (
+            ('--border-hexagon', args.border_hexagon, None),
+            ('--camouflage', args.camouflage, 'recolours simulated rooms'),
+            ('--level-views', args.level_views, 'poses the simulated camera')):
         try:
             check_share(flag, share)
         except ValueError as exc:
             parser.error(str(exc))
-        if share and args.data != 'sim':
-            parser.error(f'{flag} {share} {what}; --data is {args.data}')
+        if sim_only and share and args.data != 'sim':
+            parser.error(f'{flag} {share} {sim_only}; --data is {args.data}')
     return args
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.offline_eval import shift_mask
+from s2ml_ros.registration import shift_image
 import torch
 
 Sample = Dict[str, Any]
@@ -613,8 +614,7 @@ class CameraColour:
             img = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
         if self.max_shift and rng.random() < self.p:
             dx, dy = (int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, 2))
-            shift = np.float32([[1, 0, dx], [0, 1, dy]])
-            img = cv2.warpAffine(img, shift, img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+            img = shift_image(img, dy, dx)
         out = dict(sample)
         out['rgb'] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return out

@@ -15,7 +15,7 @@ import torch
 
 from ..model import CheckpointError, CheckpointInfo, DEFAULT_CHECKPOINT, load_checkpoint, S2ML
 from ..model.layers import initial_fill
-from ..registration import ColourOffset, estimate_colour_offset, shift_image
+from ..registration import ColourOffset, estimate_colour_offset
 
 _logger = logging.getLogger(__name__)
 
@@ -53,6 +53,32 @@ def resolve_device(device: Union[str, torch.device] = 'auto') -> torch.device:
     if resolved.type not in ('cpu', 'cuda'):
         raise ValueError(f'unsupported device {device!r}; accepted: auto, cpu, cuda, cuda:N')
     return resolved
+
+
+@torch.inference_mode()
+def initial_fill_image(rgb: np.ndarray, depth_m: np.ndarray, kind: str, fill_iterations: int,
+                       fill_solver: str, fill_guide: str,
+                       device: Union[str, torch.device] = 'cpu') -> np.ndarray:
+    """
+    Run one of the network's parameter-free initial fills on numpy images.
+
+    :param rgb: Colour image uint8 [H, W, 3] (read only by 'guided_multigrid').
+    :param depth_m: Raw depth [H, W] in meters; 0 or NaN = missing.
+    :param kind: One of :data:`s2ml_ros.model.config.INITIAL_FILLS`.
+    :param fill_iterations: Full-resolution sweeps of 'guided_multigrid'.
+    :param fill_solver: 'sor' or 'jacobi'.
+    :param fill_guide: 'chroma', 'rgb' or 'gray'.
+    :param device: Where to run.
+    :return: The filled depth, float32 [H, W] in meters.
+    """
+    valid = np.isfinite(depth_m) & (depth_m > 0)
+    depth = torch.from_numpy(np.where(valid, depth_m, 0).astype(np.float32))[None, None]
+    mask = torch.from_numpy(valid.astype(np.float32))[None, None]
+    # A copy in float: the colour may be a read-only view of a message buffer.
+    colour = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+    filled = initial_fill(depth.to(device), mask.to(device), colour.to(device), kind,
+                          fill_iterations, fill_solver, fill_guide)
+    return filled[0, 0].float().cpu().numpy()
 
 
 class GraphCaptureError(RuntimeError):
@@ -149,16 +175,13 @@ class DepthCompletionPredictor:
     :param cuda_graph: Replay the forward pass from a CUDA graph captured on the first frame of
         each size (:class:`_GraphedForward`); CUDA only, and not with ``compile_model``. If the
         capture fails the predictor warns and runs without graphs.
-    :param colour_offset: (rows, columns) by which the colour content is moved before use, so
-        that a camera whose colour sits a few pixels off its registered depth lines up
-        (live-settable; see :meth:`estimate_colour_offset`).
     """
 
     def __init__(self, model: S2ML, info: CheckpointInfo, device: torch.device,
                  precision: str = 'fp32', keep_measured: bool = False,
                  channels_last: Optional[bool] = None,
                  compile_model: Union[bool, str] = False, flip_average: bool = False,
-                 cuda_graph: bool = False, colour_offset: Tuple[int, int] = (0, 0)) -> None:
+                 cuda_graph: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'unknown precision {precision!r}; accepted: {PRECISIONS}')
         if precision != 'fp32' and device.type != 'cuda':
@@ -169,7 +192,6 @@ class DepthCompletionPredictor:
         self.info = info
         self.keep_measured = keep_measured
         self.flip_average = flip_average
-        self.colour_offset = colour_offset
         self.channels_last = device.type == 'cuda' if channels_last is None else channels_last
         model = model.to(device).eval()
         if self.channels_last:
@@ -198,8 +220,7 @@ class DepthCompletionPredictor:
                         device: Union[str, torch.device] = 'auto', precision: str = 'fp32',
                         keep_measured: bool = False, channels_last: Optional[bool] = None,
                         compile_model: Union[bool, str] = False, flip_average: bool = False,
-                        cuda_graph: bool = False, colour_offset: Tuple[int, int] = (0, 0)
-                        ) -> 'DepthCompletionPredictor':
+                        cuda_graph: bool = False) -> 'DepthCompletionPredictor':
         """
         Load a checkpoint (or the package's default weights) into a ready predictor.
 
@@ -211,7 +232,6 @@ class DepthCompletionPredictor:
         :param compile_model: See the class docstring.
         :param flip_average: See the class docstring.
         :param cuda_graph: See the class docstring.
-        :param colour_offset: See the class docstring.
         :raises DefaultWeightsMissingError: If checkpoint is None and no default weights ship.
         :raises CheckpointError: If the file is missing, corrupted or inconsistent.
         """
@@ -227,8 +247,7 @@ class DepthCompletionPredictor:
                      info.sha256[:12], resolved)
         return cls(model, info, resolved, precision=precision, keep_measured=keep_measured,
                    channels_last=channels_last, compile_model=compile_model,
-                   flip_average=flip_average, cuda_graph=cuda_graph,
-                   colour_offset=colour_offset)
+                   flip_average=flip_average, cuda_graph=cuda_graph)
 
     @staticmethod
     def _check_inputs(rgb: np.ndarray, depth_m: np.ndarray) -> None:
@@ -273,7 +292,6 @@ class DepthCompletionPredictor:
     def _run(self, rgb: np.ndarray, depth_m: np.ndarray) -> List[torch.Tensor]:
         """:return: Every stage's depth, [1, 1, H, W] tensors on the device."""
         self._check_inputs(rgb, depth_m)
-        rgb = shift_image(rgb, *self.colour_offset)
         rgb_t = self._upload('rgb', np.ascontiguousarray(rgb))
         depth_t = self._upload('depth', np.ascontiguousarray(depth_m, dtype=np.float32))
         # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
@@ -300,30 +318,21 @@ class DepthCompletionPredictor:
             stages = [0.5 * (s[:1].float() + s[1:].float().flip(-1)) for s in stages]
         return stages
 
-    @torch.inference_mode()
     def initial_fill(self, rgb: np.ndarray, depth_m: np.ndarray,
                      kind: Optional[str] = None) -> np.ndarray:
         """
         Compute the network's parameter-free initial fill D_0 alone, as its config does.
 
-        :param rgb: Colour image uint8 [H, W, 3], used as given (``colour_offset`` is not
-            applied).
+        :param rgb: Colour image uint8 [H, W, 3].
         :param depth_m: Raw depth float32 [H, W] in meters; 0 or NaN = missing.
         :param kind: Another fill than the config's (:data:`s2ml_ros.model.config.
             INITIAL_FILLS`), with the config's sweeps and guide.
         :return: D_0, float32 [H, W] in meters.
         """
         self._check_inputs(rgb, depth_m)
-        valid = np.isfinite(depth_m) & (depth_m > 0)
-        depth = torch.from_numpy(np.where(valid, depth_m, 0).astype(np.float32))[None, None]
-        # A copy: the colour may be a read-only view of a message buffer.
-        colour = torch.from_numpy(np.array(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
-        mask = torch.from_numpy(valid)[None, None].float()
         cfg = self.model.config
-        filled = initial_fill(depth.to(self.device), mask.to(self.device),
-                              colour.to(self.device) / 255.0, kind or cfg.initial_fill,
-                              cfg.fill_iterations, cfg.fill_solver, cfg.fill_guide)
-        return filled[0, 0].float().cpu().numpy()
+        return initial_fill_image(rgb, depth_m, kind or cfg.initial_fill, cfg.fill_iterations,
+                                  cfg.fill_solver, cfg.fill_guide, self.device)
 
     def estimate_colour_offset(self, rgb: np.ndarray, depth_m: np.ndarray,
                                max_offset: int = 3, draws: int = 3,
@@ -335,11 +344,12 @@ class DepthCompletionPredictor:
         'guided_multigrid' with this network's sweeps and guide (whatever its own initial fill
         is: only a colour-guided fill tells offsets apart). The default ``min_gain`` is above
         every gain found on 96 exactly registered simulated frames (at most 0.14). 13-19
-        offsets times ``draws`` fills: about 20 frames' worth of completion (3.6 s at 640x480
+        offsets times ``draws`` fills: 16-19 frames' worth of completion (2.6-3.6 s at 640x480
         on 2 CPU cores, ``bench/bench_colour_offset.py``), so this is a calibration step, not
         a per-frame one.
 
-        :return: The offset, to be set as ``colour_offset``.
+        :return: The offset: move the colour by it with
+            :func:`s2ml_ros.registration.shift_image`, or set it as the node parameters.
         """
         self._check_inputs(rgb, depth_m)
 
