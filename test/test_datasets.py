@@ -15,7 +15,8 @@ from training.datasets import (
     DatasetError, NyuDepthV2Labeled, read_depth_png, RgbdFolder, SimulatedRgbd, SunRgbd)
 from training.transforms import (BorderHoles, CameraColour, crop, DeadLeavesTexture, hflip,
                                  PaintedDecals,
-                                 PlantedHoles, RandomDepthScale, resize, to_tensor,
+                                 PlantedHoles, RandomDepthScale, resize, SmoothDepthWarp,
+                                 to_tensor,
                                  train_transform)
 
 W, H = 40, 30
@@ -479,6 +480,35 @@ def test_camera_colour_shifts_colour_against_fixed_depth() -> None:
     assert np.array_equal(none['rgb'], sample['rgb'])
     with pytest.raises(ValueError, match='-1'):
         CameraColour(max_shift=-1)
+
+
+def test_depth_warp_bends_planes_smoothly_and_keeps_holes() -> None:
+    sample = _colour_sample()
+    sample['depth'][10:20, 5:40] = 0
+    valid = sample['depth'] > 0
+    stds = []
+    for seed in range(20):
+        out = SmoothDepthWarp(p=1.0, amplitude=0.05)(sample, np.random.default_rng(seed))
+        factor = out['gt'] / sample['gt']
+        # One field for raw and ground truth; holes stay holes; colour and intrinsics stay.
+        assert np.allclose(out['depth'][valid] / sample['depth'][valid], factor[valid],
+                           rtol=1e-5)
+        assert np.array_equal(out['depth'] > 0, valid)
+        assert out['rgb'] is sample['rgb'] and out['intrinsics'] is sample['intrinsics']
+        # Bounded by the clipped amplitude, and smooth: neighbours differ far less than the
+        # field spreads.
+        assert np.all(np.abs(factor - 1.0) <= 2 * 0.05 + 1e-6)
+        assert np.abs(np.diff(factor, axis=1)).max() < 0.01
+        stds.append(float(factor.std()))
+    # Most warps bend the surfaces measurably: a plane is no longer a plane.
+    assert np.median(stds) > 0.003
+    again = SmoothDepthWarp(p=1.0)(sample, np.random.default_rng(3))['gt']
+    assert np.array_equal(again, SmoothDepthWarp(p=1.0)(sample, np.random.default_rng(3))['gt'])
+    assert SmoothDepthWarp(p=0.0)(sample, np.random.default_rng(0)) is sample
+    with pytest.raises(ValueError, match='0.7'):
+        SmoothDepthWarp(amplitude=0.7)
+    with pytest.raises(ValueError, match='1.0'):
+        SmoothDepthWarp(cell_px=(1.0, 8.0))
 
 
 def test_depth_scale_scales_the_room_about_the_camera() -> None:

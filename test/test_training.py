@@ -146,7 +146,14 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
     last = train_set.transform.transforms[-1]
     assert type(last).__name__ == 'RandomDepthScale'
     assert (last.low, last.high, last.p) == (1, 2, 0.3)
-    for bad in (['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
+    args = train.parse_args(['-c', SMOKE, '--depth-warp', '0.4', '--depth-warp-amplitude',
+                             '0.03'])
+    train_set, _ = train.build_datasets(args)
+    last = train_set.transform.transforms[-1]
+    assert type(last).__name__ == 'SmoothDepthWarp' and (last.p, last.amplitude) == (0.4, 0.03)
+    for bad in (['--depth-warp', '1.5'], ['--depth-warp-amplitude', '0'],
+                ['--depth-warp-amplitude', '0.5'],
+                ['--depth-scale', '2', '1'], ['--depth-scale', '0', '1'],
                 ['--depth-scale-p', '1.5'], ['--depth-scale-cap', '-1'],
                 ['--depth-scale-cap', 'inf'], ['--far-change-cap', '-0.5'],
                 ['--fill-iterations', '0'], ['--planted-holes', '0.5', '--planted-zoom', '0.5'],

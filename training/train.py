@@ -45,7 +45,8 @@ from .dist import all_reduce_sum, barrier, cleanup, DistInfo, init_distributed
 from .losses import JointLoss, PIXEL_LOSSES
 from .transforms import (BorderCrop, BorderHoles, CameraColour, CenterCrop,
                          check_planted_zoom, Compose, DeadLeavesTexture, PaintedDecals,
-                         PlantedHoles, RandomDepthScale, Resize, SensorHoles, train_transform)
+                         PlantedHoles, RandomDepthScale, Resize, SensorHoles, SmoothDepthWarp,
+                         train_transform)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -137,6 +138,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    'scaled about the camera; 1 1: off)')
     p.add_argument('--depth-scale-p', type=float, default=0.5,
                    help='share of training frames --depth-scale applies to')
+    p.add_argument('--depth-warp', type=float, default=0.0,
+                   help='share of training frames whose depth and ground truth are multiplied by '
+                        'a smooth random field, so surfaces are not exact planes (0: off)')
+    p.add_argument('--depth-warp-amplitude', type=float, default=0.05,
+                   help='largest standard deviation of the --depth-warp field, a share of the '
+                        'depth, in (0, 0.5)')
     p.add_argument('--decals', type=float, default=0.0,
                    help='probability of painting flat shapes on the colour image only, so '
                         'colour edges stop implying depth edges (0: off)')
@@ -257,6 +264,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     low, high = args.depth_scale
     if not 0 < low <= high:
         parser.error(f'--depth-scale needs 0 < LOW <= HIGH, got {low} {high}')
+    if not 0.0 <= args.depth_warp <= 1.0:
+        parser.error(f'--depth-warp must be a probability in [0, 1], got {args.depth_warp}')
+    if not 0.0 < args.depth_warp_amplitude < 0.5:
+        parser.error(f'--depth-warp-amplitude must be in (0, 0.5), got '
+                     f'{args.depth_warp_amplitude}')
     if not 0.0 <= args.depth_scale_p <= 1.0:
         parser.error(f'--depth-scale-p must be in [0, 1], got {args.depth_scale_p}')
     try:
@@ -300,6 +312,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
     depth: List[Any] = []
     if tuple(args.depth_scale) != (1.0, 1.0) and args.depth_scale_p > 0:
         depth.append(RandomDepthScale(*args.depth_scale, p=args.depth_scale_p))
+    if args.depth_warp > 0:
+        depth.append(SmoothDepthWarp(args.depth_warp, args.depth_warp_amplitude))
     train_tf = Compose(pre + holes + aug.transforms + colour + depth)
     val_tf = Compose(pre) if pre else None
     if args.data == 'sim':

@@ -217,6 +217,57 @@ class RandomDepthScale:
         return out
 
 
+class SmoothDepthWarp:
+    """
+    Multiply depth and ground truth by a smooth random field: surfaces bent off their planes.
+
+    The simulator's walls, floors and boxes are exact planes, so a network can learn to carry a
+    plane across a hole; real tables, sofas, clutter and a sensor's own low-frequency depth
+    error are not planes. The field is 1 + a * n(x, y), with n bicubically interpolated from
+    unit-variance Gaussian values on a coarse grid (cells ``cell_px`` apart, drawn per sample)
+    and clipped to [-2, 2], and a drawn uniformly from [0, ``amplitude``]; holes stay holes,
+    colour and intrinsics are unchanged.
+
+    :param p: Probability of warping a sample.
+    :param amplitude: Largest a, a share of the depth (a = 0.05: up to about 5% (1 sd) bent).
+    :param cell_px: Smallest and largest grid spacing in pixels, drawn log-uniformly.
+    """
+
+    def __init__(self, p: float = 0.5, amplitude: float = 0.05,
+                 cell_px: Tuple[float, float] = (32.0, 128.0)) -> None:
+        if not 0.0 < amplitude < 0.5:
+            raise ValueError(f'depth warp amplitude must be in (0, 0.5), got {amplitude}')
+        if not 2.0 <= cell_px[0] <= cell_px[1]:
+            raise ValueError(f'depth warp cell_px must satisfy 2 <= low <= high, got {cell_px}')
+        self.p = _probability('depth warp', p)
+        self.amplitude = amplitude
+        self.cell_px = cell_px
+
+    def field(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        """:return: float32 [h, w], the factor the depths are multiplied by (> 0)."""
+        cell = float(np.exp(rng.uniform(np.log(self.cell_px[0]), np.log(self.cell_px[1]))))
+        gh, gw = int(np.ceil(h / cell)) + 2, int(np.ceil(w / cell)) + 2
+        grid = rng.standard_normal((gh, gw)).astype(np.float32)
+        # The grid resized over a slightly larger canvas and cropped, so the image border
+        # is not where every cell lines up.
+        big = cv2.resize(grid, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
+        y0 = int(rng.integers(0, big.shape[0] - h + 1))
+        x0 = int(rng.integers(0, big.shape[1] - w + 1))
+        noise = np.clip(big[y0:y0 + h, x0:x0 + w], -2.0, 2.0)
+        return (1.0 + rng.uniform(0.0, self.amplitude) * noise).astype(np.float32)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        h, w = _check(sample)
+        factor = self.field(h, w, rng)
+        out = dict(sample)
+        for key in _DEPTH_KEYS:
+            if key in out:
+                out[key] = (out[key] * factor).astype(np.float32)
+        return out
+
+
 class RandomCrop:
     """
     Crop a random window (padded with holes first if the image is smaller).
