@@ -118,7 +118,7 @@ _SPECS = (
               'depths (mirror-consistent, slightly lower error, twice the compute)'),
     ParamSpec('colour_offset_x_px', 'Move the color image this many pixels right (negative: '
               'left) before use, for a camera whose color sits off its registered depth '
-              '(training.evaluate --register-colour estimates it)', value_range=(-32, 32)),
+              '(s2ml_colour_offset estimates it from a bag)', value_range=(-32, 32)),
     ParamSpec('colour_offset_y_px', 'Move the color image this many pixels down (negative: up) '
               'before use; see colour_offset_x_px', value_range=(-32, 32)),
     ParamSpec('publish_cloud', 'Publish the organized point cloud on points'),

@@ -142,8 +142,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='share of training frames whose depth and ground truth are multiplied by '
                         'a smooth random field, so surfaces are not exact planes (0: off)')
     p.add_argument('--depth-warp-amplitude', type=float, default=0.05,
-                   help='largest standard deviation of the --depth-warp field, a share of the '
-                        'depth, in (0, 0.5)')
+                   help='largest amplitude of the --depth-warp field, a share of the depth in '
+                        '(0, 0.5): its standard deviation stays below it, no depth moves by more '
+                        'than twice it')
     p.add_argument('--decals', type=float, default=0.0,
                    help='probability of painting flat shapes on the colour image only, so '
                         'colour edges stop implying depth edges (0: off)')

@@ -26,6 +26,20 @@ _DEPTH_KEYS = ('depth', 'gt')
 _IMAGE_KEYS = _DEPTH_KEYS + ('planted',)
 
 
+def _multiply_depths(sample: Sample, factor: Any) -> Sample:
+    """
+    Multiply raw depth and ground truth by one factor (holes stay 0).
+
+    :param factor: A number or a float32 [H, W] field.
+    :return: A copy of the sample with the depths multiplied.
+    """
+    out = dict(sample)
+    for key in _DEPTH_KEYS:
+        if key in out:
+            out[key] = (out[key] * factor).astype(np.float32)
+    return out
+
+
 def _check(sample: Sample) -> Tuple[int, int]:
     h, w = sample['rgb'].shape[:2]
     for key in _IMAGE_KEYS:
@@ -210,11 +224,7 @@ class RandomDepthScale:
         if rng.random() >= self.p:
             return sample
         s = float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
-        out = dict(sample)
-        for key in _DEPTH_KEYS:
-            if key in out:
-                out[key] = (out[key] * s).astype(np.float32)
-        return out
+        return _multiply_depths(sample, s)
 
 
 class SmoothDepthWarp:
@@ -229,7 +239,9 @@ class SmoothDepthWarp:
     colour and intrinsics are unchanged.
 
     :param p: Probability of warping a sample.
-    :param amplitude: Largest a, a share of the depth (a = 0.05: up to about 5% (1 sd) bent).
+    :param amplitude: Largest a, a share of the depth. At 0.05 the field's standard deviation
+        over a 320x240 frame has a median of 1.9% and reaches 4.7%; no depth moves by more than
+        2a (200 draws).
     :param cell_px: Smallest and largest grid spacing in pixels, drawn log-uniformly.
     """
 
@@ -259,13 +271,7 @@ class SmoothDepthWarp:
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() >= self.p:
             return sample
-        h, w = _check(sample)
-        factor = self.field(h, w, rng)
-        out = dict(sample)
-        for key in _DEPTH_KEYS:
-            if key in out:
-                out[key] = (out[key] * factor).astype(np.float32)
-        return out
+        return _multiply_depths(sample, self.field(*_check(sample), rng))
 
 
 class RandomCrop:
