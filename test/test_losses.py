@@ -88,6 +88,35 @@ def test_planted_weight_adds_to_the_hole_weight_on_hidden_measured_pixels() -> N
         JointLoss(planted_weight=-0.5)
 
 
+def test_planted_berhu_squares_only_large_errors_of_planted_pixels() -> None:
+    gt = torch.full((1, 1, 2, 2), 2.0)
+    raw = torch.tensor([[[[2.0, 0.0], [2.0, 0.0]]]])  # two holes, right column
+    planted = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])  # the bottom one was hidden
+    pred = gt.clone()
+    pred[0, 0, 0, 1] = 3.0  # 1 m wrong in the natural hole: stays L1
+    pred[0, 0, 1, 1] = 4.0  # 2 m wrong in the planted one: (4 + 0.25) / 1 beyond c = 0.5
+    loss = JointLoss(freq_weight=0.0, planted_berhu_m=0.5)
+    total, _ = loss([pred], gt, raw_depth=raw, planted=planted)
+    assert total.item() == pytest.approx((1.0 + 4.25) / 4)
+    # Within the threshold the planted pixel's loss is its absolute error.
+    pred[0, 0, 1, 1] = 2.3
+    total, _ = loss([pred], gt, raw_depth=raw, planted=planted)
+    assert total.item() == pytest.approx((1.0 + 0.3) / 4)
+    # Its optimum between two equally likely surfaces 2 m apart is their mean, where L1 has
+    # none better than either surface.
+    two = torch.tensor([[[[1.0]]], [[[3.0]]]])
+    mark = torch.ones_like(two)
+
+    def loss_at(depth: float, **kw) -> float:
+        guess = torch.full_like(two, depth)
+        return JointLoss(freq_weight=0.0, **kw)([guess], two, planted=mark)[0].item()
+    assert loss_at(2.0, planted_berhu_m=0.5) < loss_at(1.2, planted_berhu_m=0.5)
+    assert loss_at(2.0) == pytest.approx(loss_at(1.2))
+    for bad in (-0.1, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='planted_berhu_m'):
+            JointLoss(planted_berhu_m=bad)
+
+
 def test_change_weight_penalises_leaving_the_initial_fill_on_holes_only() -> None:
     gt = torch.full((1, 1, 2, 2), 2.0)
     raw = torch.tensor([[[[2.0, 2.0], [2.0, 0.0]]]])  # one hole, bottom right

@@ -158,6 +158,8 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
                 ['--depth-scale-cap', 'inf'], ['--far-change-cap', '-0.5'],
                 ['--fill-iterations', '0'], ['--planted-holes', '0.5', '--planted-zoom', '0.5'],
                 ['--planted-holes', '0.5', '--planted-zoom', '9'], ['--planted-zoom', '2'],
+                ['--planted-berhu', '0.2'], ['--planted-holes', '0.5', '--planted-berhu', '-1'],
+                ['--planted-holes', '0.5', '--planted-berhu', 'nan'],
                 ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)

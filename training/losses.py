@@ -7,9 +7,11 @@ pixels whose ground truth is valid (> 1e-4 m); L_freq is the mean L1 distance be
 real and imaginary parts of rfft2(D * v) and rfft2(G * v) (orthonormal FFT, v = ground-truth
 validity), the multi-output L1 + 0.1 FFT-L1 recipe of MIMO-UNet (Cho et al., ICCV 2021), which
 this reconstruction of the paper's joint loss follows. ``pixel_loss='berhu'`` swaps the L1 term
-for the reverse Huber loss, ``'l2'`` for the squared error. Depths are in meters. Pure torch.
+for the reverse Huber loss, ``'l2'`` for the squared error; ``planted_berhu_m`` squares only the
+large errors of pixels hidden under moved hole shapes. Depths are in meters. Pure torch.
 """
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -44,13 +46,20 @@ class JointLoss(nn.Module):
         and normaliser: under L1 a hole pixel then leaves D_0 only where the share of likely
         depths on one side of it exceeds the other side's by more than lambda_c, so the
         cascade keeps the moves it is sure of and leaves the rest to D_0 (0 = off).
+    :param planted_berhu_m: c, meters: on pixels hidden under moved hole shapes the pixel term
+        is the reverse Huber loss with this fixed threshold, |e| up to c and (e^2 + c^2) / 2c
+        beyond (0 = the pixel term of ``pixel_loss`` there too). A moved shape hides measured
+        surfaces, which frames scored by hiding measured pixels score: where such a pixel could
+        lie on either side of a depth edge, errors of metres pull it towards the mean of the
+        two depths, RMSE's optimum, while errors within c (noise on one surface) keep L1's
+        sharpness. The sensor's own holes, where the simulated score is, keep ``pixel_loss``.
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
                  early_weight: float = 0.5, freq_weight: float = 0.1,
                  min_gt_m: float = 1e-4, hole_weight: float = 0.0,
                  planted_weight: float = 0.0, pixel_loss: str = 'l1',
-                 change_weight: float = 0.0) -> None:
+                 change_weight: float = 0.0, planted_berhu_m: float = 0.0) -> None:
         super().__init__()
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f'pixel_loss must be one of {PIXEL_LOSSES}, got {pixel_loss!r}')
@@ -69,6 +78,10 @@ class JointLoss(nn.Module):
             raise ValueError(f'change_weight must be in [0, 1) (at 1 no hole pixel gains by '
                              f'leaving D_0), got {change_weight}')
         self.change_weight = float(change_weight)
+        if not (math.isfinite(planted_berhu_m) and planted_berhu_m >= 0):
+            raise ValueError(f'planted_berhu_m must be a finite threshold >= 0 m, '
+                             f'got {planted_berhu_m}')
+        self.planted_berhu_m = float(planted_berhu_m)
 
     def weights_for(self, num_stages: int) -> List[float]:
         """:return: The weight of each of ``num_stages`` stages."""
@@ -121,6 +134,9 @@ class JointLoss(nn.Module):
                                  f'truth {tuple(gt.shape)}')
             weight = weight + v * self.planted_weight * planted.float()
         count = weight.sum().clamp_min(1.0)
+        planted_mean = None
+        if self.planted_berhu_m > 0 and planted is not None:
+            planted_mean = (planted > 0) & valid
         change_weight = None
         if self.change_weight > 0:
             if initial is None:
@@ -148,6 +164,9 @@ class JointLoss(nn.Module):
                 error = _berhu(error, valid)
             elif self.pixel_loss == 'l2':
                 error = error * error
+            if planted_mean is not None:
+                error = torch.where(planted_mean,
+                                    _fixed_berhu((p - g).abs(), self.planted_berhu_m), error)
             l1 = (error * weight).sum() / count
             total = total + w * l1
             l1_sum = l1_sum + w * l1.detach()
@@ -178,6 +197,18 @@ def _berhu(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     largest = torch.where(valid, error, torch.zeros_like(error)).max().detach()
     c = (0.2 * largest).clamp_min(1e-6)
     return torch.where(error <= c, error, (error * error + c * c) / (2 * c))
+
+
+def _fixed_berhu(error: torch.Tensor, threshold_m: float) -> torch.Tensor:
+    """
+    Reverse Huber of absolute errors with a fixed threshold.
+
+    :param error: |prediction - ground truth| [B, 1, H, W], meters.
+    :param threshold_m: c, meters (> 0): the loss is ``error`` up to c, (e^2 + c^2) / 2c beyond.
+    :return: The loss per pixel [B, 1, H, W].
+    """
+    return torch.where(error <= threshold_m, error,
+                       (error * error + threshold_m * threshold_m) / (2 * threshold_m))
 
 
 def _spectrum(x: torch.Tensor) -> torch.Tensor:

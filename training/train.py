@@ -176,6 +176,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--planted-weight', type=float, default=0.0,
                    help='extra L1 weight on pixels hidden by --planted-holes')
+    p.add_argument('--planted-berhu', type=float, default=0.0, metavar='M',
+                   help='on pixels hidden by --planted-holes, errors beyond M meters are '
+                        'squared (reverse Huber), pulling a pixel that could lie on either '
+                        'side of a depth edge towards the mean depth, where RMSE is lowest '
+                        '(0: off)')
     p.add_argument('--change-weight', type=float, default=0.0,
                    help="L1 penalty on each stage's change to the initial fill D_0 over the "
                         'holes, in [0, 1): a hole pixel leaves D_0 only where the loss '
@@ -233,6 +238,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.planted_weight and not args.planted_holes:
         parser.error(f'--planted-weight {args.planted_weight} weights pixels that only '
                      '--planted-holes P > 0 hides; it is 0')
+    if args.planted_berhu and not args.planted_holes:
+        parser.error(f'--planted-berhu {args.planted_berhu} shapes the loss of pixels that '
+                     'only --planted-holes P > 0 hides; it is 0')
+    if not (math.isfinite(args.planted_berhu) and args.planted_berhu >= 0):
+        parser.error(f'--planted-berhu must be a threshold >= 0 m, got {args.planted_berhu}')
     try:
         check_planted_zoom(args.planted_zoom)
     except ValueError as exc:
@@ -512,7 +522,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             scaler.load_state_dict(state['scaler'])
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
                           hole_weight=args.hole_weight, planted_weight=args.planted_weight,
-                          pixel_loss=args.pixel_loss, change_weight=args.change_weight)
+                          pixel_loss=args.pixel_loss, change_weight=args.change_weight,
+                          planted_berhu_m=args.planted_berhu)
     # The loss needs D_0 from the model only for the penalty on the cascade's change to it.
     with_initial = args.change_weight > 0
     steps_per_epoch = max(1, len(train_loader))
