@@ -117,6 +117,20 @@ def test_planted_berhu_squares_only_large_errors_of_planted_pixels() -> None:
             JointLoss(planted_berhu_m=bad)
 
 
+def test_berhu_threshold_fixes_the_reverse_huber_threshold() -> None:
+    gt = torch.full((1, 1, 1, 2), 2.0)
+    pred = torch.tensor([[[[2.1, 4.0]]]])  # 0.1 m and 2 m wrong
+    fixed, _ = JointLoss(freq_weight=0.0, pixel_loss='berhu', berhu_threshold_m=0.5)([pred], gt)
+    assert fixed.item() == pytest.approx((0.1 + (4.0 + 0.25) / 1.0) / 2)
+    # The batch-relative threshold (0.2 x 2 m = 0.4 m) differs.
+    relative, _ = JointLoss(freq_weight=0.0, pixel_loss='berhu')([pred], gt)
+    assert relative.item() == pytest.approx((0.1 + (4.0 + 0.16) / 0.8) / 2)
+    with pytest.raises(ValueError, match="pixel_loss='berhu'"):
+        JointLoss(berhu_threshold_m=0.5)
+    with pytest.raises(ValueError, match='berhu_threshold_m must be'):
+        JointLoss(pixel_loss='berhu', berhu_threshold_m=-1.0)
+
+
 def test_change_weight_penalises_leaving_the_initial_fill_on_holes_only() -> None:
     gt = torch.full((1, 1, 2, 2), 2.0)
     raw = torch.tensor([[[[2.0, 2.0], [2.0, 0.0]]]])  # one hole, bottom right

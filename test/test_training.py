@@ -160,6 +160,7 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
                 ['--planted-holes', '0.5', '--planted-zoom', '9'], ['--planted-zoom', '2'],
                 ['--planted-berhu', '0.2'], ['--planted-holes', '0.5', '--planted-berhu', '-1'],
                 ['--planted-holes', '0.5', '--planted-berhu', 'nan'],
+                ['--berhu-threshold', '0.2'], ['--pixel-loss', 'berhu', '--berhu-threshold', '-1'],
                 ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)

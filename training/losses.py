@@ -36,7 +36,8 @@ class JointLoss(nn.Module):
         different surface); these pixels teach continuing the surface around a hole, which is
         what frames scored by hiding measured pixels ask for.
     :param pixel_loss: 'l1' (the paper's), 'berhu', the reverse Huber loss of Laina et al.
-        (3DV 2016): |e| up to c = 0.2 max|e| of the batch and (e^2 + c^2) / 2c beyond, so
+        (3DV 2016): |e| up to c = 0.2 max|e| of the batch (or ``berhu_threshold_m``) and
+        (e^2 + c^2) / 2c beyond, so
         large errors pull towards the mean as in L2, or 'l2', the squared error e^2 (m^2)
         everywhere. L1's optimum in an ambiguous hole is the median of the plausible depths
         (one surface or the other); RMSE, the score of depth completion, is lowest at their
@@ -53,13 +54,16 @@ class JointLoss(nn.Module):
         lie on either side of a depth edge, errors of metres pull it towards the mean of the
         two depths, RMSE's optimum, while errors within c (noise on one surface) keep L1's
         sharpness. The sensor's own holes, where the simulated score is, keep ``pixel_loss``.
+    :param berhu_threshold_m: A fixed threshold c for ``pixel_loss='berhu'``, meters (0 = 0.2
+        x the batch's largest error, Laina et al.'s).
     """
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None,
                  early_weight: float = 0.5, freq_weight: float = 0.1,
                  min_gt_m: float = 1e-4, hole_weight: float = 0.0,
                  planted_weight: float = 0.0, pixel_loss: str = 'l1',
-                 change_weight: float = 0.0, planted_berhu_m: float = 0.0) -> None:
+                 change_weight: float = 0.0, planted_berhu_m: float = 0.0,
+                 berhu_threshold_m: float = 0.0) -> None:
         super().__init__()
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f'pixel_loss must be one of {PIXEL_LOSSES}, got {pixel_loss!r}')
@@ -82,6 +86,13 @@ class JointLoss(nn.Module):
             raise ValueError(f'planted_berhu_m must be a finite threshold >= 0 m, '
                              f'got {planted_berhu_m}')
         self.planted_berhu_m = float(planted_berhu_m)
+        if not (math.isfinite(berhu_threshold_m) and berhu_threshold_m >= 0):
+            raise ValueError(f'berhu_threshold_m must be a finite threshold >= 0 m, '
+                             f'got {berhu_threshold_m}')
+        if berhu_threshold_m > 0 and pixel_loss != 'berhu':
+            raise ValueError(f"berhu_threshold_m {berhu_threshold_m} is the threshold of "
+                             f"pixel_loss='berhu', got pixel_loss={pixel_loss!r}")
+        self.berhu_threshold_m = float(berhu_threshold_m)
 
     def weights_for(self, num_stages: int) -> List[float]:
         """:return: The weight of each of ``num_stages`` stages."""
@@ -160,7 +171,9 @@ class JointLoss(nn.Module):
                                  f'{tuple(gt.shape)}')
             p = pred.float()
             error = (p - g).abs()
-            if self.pixel_loss == 'berhu':
+            if self.pixel_loss == 'berhu' and self.berhu_threshold_m > 0:
+                error = _fixed_berhu(error, self.berhu_threshold_m)
+            elif self.pixel_loss == 'berhu':
                 error = _berhu(error, valid)
             elif self.pixel_loss == 'l2':
                 error = error * error

@@ -172,6 +172,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="per-pixel term of the joint loss: 'l1' (the paper's), 'berhu' "
                         "(L2 beyond 0.2 x the largest error) or 'l2' (squared error): "
                         'lower RMSE in ambiguous holes')
+    p.add_argument('--berhu-threshold', type=float, default=0.0, metavar='M',
+                   help="a fixed threshold of --pixel-loss berhu, meters (0: 0.2 x the "
+                        "batch's largest error)")
     p.add_argument('--hole-weight', type=float, default=0.0,
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
     p.add_argument('--planted-weight', type=float, default=0.0,
@@ -243,6 +246,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      'only --planted-holes P > 0 hides; it is 0')
     if not (math.isfinite(args.planted_berhu) and args.planted_berhu >= 0):
         parser.error(f'--planted-berhu must be a threshold >= 0 m, got {args.planted_berhu}')
+    if not (math.isfinite(args.berhu_threshold) and args.berhu_threshold >= 0):
+        parser.error(f'--berhu-threshold must be a threshold >= 0 m, got {args.berhu_threshold}')
+    if args.berhu_threshold and args.pixel_loss != 'berhu':
+        parser.error(f'--berhu-threshold {args.berhu_threshold} is the threshold of '
+                     f'--pixel-loss berhu, got --pixel-loss {args.pixel_loss}')
     try:
         check_planted_zoom(args.planted_zoom)
     except ValueError as exc:
@@ -523,7 +531,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
                           hole_weight=args.hole_weight, planted_weight=args.planted_weight,
                           pixel_loss=args.pixel_loss, change_weight=args.change_weight,
-                          planted_berhu_m=args.planted_berhu)
+                          planted_berhu_m=args.planted_berhu,
+                          berhu_threshold_m=args.berhu_threshold)
     # The loss needs D_0 from the model only for the penalty on the cascade's change to it.
     with_initial = args.change_weight > 0
     steps_per_epoch = max(1, len(train_loader))
