@@ -90,7 +90,7 @@ class JointLoss(nn.Module):
             raise ValueError(f'berhu_threshold_m must be a finite threshold >= 0 m, '
                              f'got {berhu_threshold_m}')
         if berhu_threshold_m > 0 and pixel_loss != 'berhu':
-            raise ValueError(f"berhu_threshold_m {berhu_threshold_m} is the threshold of "
+            raise ValueError(f'berhu_threshold_m {berhu_threshold_m} is the threshold of '
                              f"pixel_loss='berhu', got pixel_loss={pixel_loss!r}")
         self.berhu_threshold_m = float(berhu_threshold_m)
 

@@ -173,7 +173,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "(L2 beyond 0.2 x the largest error) or 'l2' (squared error): "
                         'lower RMSE in ambiguous holes')
     p.add_argument('--berhu-threshold', type=float, default=0.0, metavar='M',
-                   help="a fixed threshold of --pixel-loss berhu, meters (0: 0.2 x the "
+                   help='a fixed threshold of --pixel-loss berhu, meters (0: 0.2 x the '
                         "batch's largest error)")
     p.add_argument('--hole-weight', type=float, default=0.0,
                    help='extra L1 weight on raw-depth holes (0: the plain joint loss)')
