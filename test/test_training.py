@@ -81,7 +81,7 @@ def test_fine_tune_may_change_the_initial_fill_but_not_the_weights(tmp_path: Pat
                              '--num-pairs', '3'])
 
 
-def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
+def test_config_file_rejects_unknown_options(tmp_path: Path, capsys) -> None:
     bad = tmp_path / 'bad.yaml'
     bad.write_text('variant: test\nbatchsize: 3\n')
     with pytest.raises(SystemExit):
@@ -164,6 +164,11 @@ def test_config_file_rejects_unknown_options(tmp_path: Path) -> None:
                 ['--variant', 'huge']):
         with pytest.raises(SystemExit):
             train.parse_args(['-c', SMOKE] + bad)
+    # The loss checks its own values at start-up and the error names the bad one.
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--planted-holes', '0.5', '--planted-berhu', 'nan'])
+    assert 'planted_berhu_m must be a finite threshold >= 0 m, got nan' in capsys.readouterr().err
     # Border bands come before planted holes, so moved hole shapes include them (as the
     # real-frame protocol moves whole real hole patterns).
     args = train.parse_args(['-c', SMOKE, '--border-holes', '0.5', '--planted-holes', '0.5'])

@@ -12,7 +12,7 @@ large errors of pixels hidden under moved hole shapes. Depths are in meters. Pur
 """
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -170,16 +170,16 @@ class JointLoss(nn.Module):
                 raise ValueError(f'prediction {tuple(pred.shape)} does not match ground truth '
                                  f'{tuple(gt.shape)}')
             p = pred.float()
-            error = (p - g).abs()
-            if self.pixel_loss == 'berhu' and self.berhu_threshold_m > 0:
-                error = _fixed_berhu(error, self.berhu_threshold_m)
-            elif self.pixel_loss == 'berhu':
-                error = _berhu(error, valid)
+            abs_error = (p - g).abs()
+            error = abs_error
+            if self.pixel_loss == 'berhu':
+                error = _reverse_huber(abs_error, self.berhu_threshold_m or _batch_threshold(
+                    abs_error, valid))
             elif self.pixel_loss == 'l2':
-                error = error * error
+                error = abs_error * abs_error
             if planted_mean is not None:
                 error = torch.where(planted_mean,
-                                    _fixed_berhu((p - g).abs(), self.planted_berhu_m), error)
+                                    _reverse_huber(abs_error, self.planted_berhu_m), error)
             l1 = (error * weight).sum() / count
             total = total + w * l1
             l1_sum = l1_sum + w * l1.detach()
@@ -199,29 +199,28 @@ class JointLoss(nn.Module):
 PIXEL_LOSSES = ('l1', 'berhu', 'l2')
 
 
-def _berhu(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _batch_threshold(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """
-    Reverse Huber of absolute errors, threshold 0.2 x the largest valid error of the batch.
+    Laina et al.'s reverse Huber threshold: 0.2 x the largest valid error of the batch.
 
     :param error: |prediction - ground truth| [B, 1, H, W], meters.
     :param valid: Bool [B, 1, H, W], the pixels whose largest error sets the threshold.
-    :return: The loss per pixel [B, 1, H, W] (equal to ``error`` up to the threshold).
+    :return: The threshold, a detached scalar tensor, meters (at least 1e-6).
     """
     largest = torch.where(valid, error, torch.zeros_like(error)).max().detach()
-    c = (0.2 * largest).clamp_min(1e-6)
-    return torch.where(error <= c, error, (error * error + c * c) / (2 * c))
+    return (0.2 * largest).clamp_min(1e-6)
 
 
-def _fixed_berhu(error: torch.Tensor, threshold_m: float) -> torch.Tensor:
+def _reverse_huber(error: torch.Tensor, threshold_m: Union[float, torch.Tensor]) -> torch.Tensor:
     """
-    Reverse Huber of absolute errors with a fixed threshold.
+    Reverse Huber (berHu) of absolute errors.
 
     :param error: |prediction - ground truth| [B, 1, H, W], meters.
     :param threshold_m: c, meters (> 0): the loss is ``error`` up to c, (e^2 + c^2) / 2c beyond.
     :return: The loss per pixel [B, 1, H, W].
     """
-    return torch.where(error <= threshold_m, error,
-                       (error * error + threshold_m * threshold_m) / (2 * threshold_m))
+    c = threshold_m
+    return torch.where(error <= c, error, (error * error + c * c) / (2 * c))
 
 
 def _spectrum(x: torch.Tensor) -> torch.Tensor:

@@ -205,6 +205,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def loss_function(args: argparse.Namespace) -> JointLoss:
+    """
+    Build the joint loss from the command line's loss options.
+
+    :raises ValueError: For an invalid weight or threshold, naming it.
+    """
+    return JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
+                     hole_weight=args.hole_weight, planted_weight=args.planted_weight,
+                     pixel_loss=args.pixel_loss, change_weight=args.change_weight,
+                     planted_berhu_m=args.planted_berhu, berhu_threshold_m=args.berhu_threshold)
+
+
 def model_config(args: argparse.Namespace) -> S2MLConfig:
     """
     Build the variant's config with the command line's overrides.
@@ -244,13 +256,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.planted_berhu and not args.planted_holes:
         parser.error(f'--planted-berhu {args.planted_berhu} shapes the loss of pixels that '
                      'only --planted-holes P > 0 hides; it is 0')
-    if not (math.isfinite(args.planted_berhu) and args.planted_berhu >= 0):
-        parser.error(f'--planted-berhu must be a threshold >= 0 m, got {args.planted_berhu}')
-    if not (math.isfinite(args.berhu_threshold) and args.berhu_threshold >= 0):
-        parser.error(f'--berhu-threshold must be a threshold >= 0 m, got {args.berhu_threshold}')
-    if args.berhu_threshold and args.pixel_loss != 'berhu':
-        parser.error(f'--berhu-threshold {args.berhu_threshold} is the threshold of '
-                     f'--pixel-loss berhu, got --pixel-loss {args.pixel_loss}')
     try:
         check_planted_zoom(args.planted_zoom)
     except ValueError as exc:
@@ -276,8 +281,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      '--border-holes P > 0 draws; it is 0')
     if not 0.0 <= args.dead_leaves <= 1.0:
         parser.error(f'--dead-leaves must be a probability in [0, 1], got {args.dead_leaves}')
-    if not 0.0 <= args.change_weight < 1.0:
-        parser.error(f'--change-weight must be in [0, 1), got {args.change_weight}')
     if not 0.0 <= args.colour_dropout <= 1.0:
         parser.error(f'--colour-dropout must be a share in [0, 1], got {args.colour_dropout}')
     low, high = args.depth_scale
@@ -296,6 +299,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         model_config(args)
     except ConfigError as exc:
         parser.error(str(exc))
+    try:
+        # Likewise the loss checks its own weights and thresholds.
+        loss_function(args)
+    except ValueError as exc:
+        parser.error(f'loss options: {exc}')
     for flag, share, sim_only in (
             ('--border-hexagon', args.border_hexagon, None),
             ('--camouflage', args.camouflage, 'recolours simulated rooms'),
@@ -528,11 +536,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         optimizer.load_state_dict(state['optimizer'])
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
-    criterion = JointLoss(early_weight=args.early_stage_weight, freq_weight=args.freq_weight,
-                          hole_weight=args.hole_weight, planted_weight=args.planted_weight,
-                          pixel_loss=args.pixel_loss, change_weight=args.change_weight,
-                          planted_berhu_m=args.planted_berhu,
-                          berhu_threshold_m=args.berhu_threshold)
+    criterion = loss_function(args)
     # The loss needs D_0 from the model only for the penalty on the cascade's change to it.
     with_initial = args.change_weight > 0
     steps_per_epoch = max(1, len(train_loader))
