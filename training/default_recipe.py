@@ -1,13 +1,15 @@
 """
-Retrain the shipped default weights with one command: ten training stages in turn.
+Retrain the shipped default weights with one command: thirteen training stages, then an average.
 
 Each stage is an experiment config in ``training/configs/`` that starts from the best checkpoint
-of the one before; the last stage's best checkpoint, trained on the initial fill the shipped
-``s2ml_ros/weights/s2ml_tiny.safetensors`` runs, is copied to ``--out`` with the record of every
-stage in its provenance. About 6 hours of epochs on a 2-core CPU (5 h 47 min as run), plus
-validation and, on a first run, about 7 minutes rendering the frame cache; with the current code,
-stages 4-6 come out close to the shipped ones but not bit for bit (docs/training_log.md). From
-the repository root::
+of an earlier stage (the one before, except where two stages branch from one start); the shipped
+``s2ml_ros/weights/s2ml_tiny.safetensors`` is the element-wise mean of the weights of the last
+two stages' best checkpoints (:data:`DEFAULT_AVERAGE`, both trained from stage 40 on the initial
+fill the shipped file runs), written to ``--out`` with the record of every stage in its
+provenance. About 7.5 hours of epochs on a 2-core CPU (7 h 21 min as run), plus validation and,
+on a first run, the frame cache's rendering (about 7 minutes for stages 1-31's rooms, 11.5-19
+for each 15,000 new rooms of stages 40 and 44); with the current code, stages 4-6 come out close
+to the shipped ones but not bit for bit (docs/training_log.md). From the repository root::
 
     python -m training.default_recipe --out runs/s2ml_tiny.safetensors
 
@@ -24,7 +26,7 @@ import os
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from s2ml_ros.model import load_checkpoint, save_checkpoint
 from s2ml_ros.model.checkpoint import file_sha256
@@ -32,10 +34,15 @@ import torch
 from training import train
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
-# The shipped default, in order; each stage's init_from is the previous stage's best checkpoint.
+# The shipped default, in order; each stage's init_from is an earlier stage's best checkpoint.
 DEFAULT_STAGES = ('sim_tiny', 'sim_tiny_finetune', 'sim_tiny_stage3', 'sim_tiny_stage4',
                   'sim_tiny_stage5', 'sim_tiny_stage6', 'sim_tiny_stage12', 'sim_tiny_stage13',
-                  'sim_tiny_stage29', 'sim_tiny_stage31')
+                  'sim_tiny_stage29', 'sim_tiny_stage31', 'sim_tiny_stage40', 'sim_tiny_stage44',
+                  'sim_tiny_stage45')
+# The shipped weights are the mean of these stages' best weights: two runs from stage 40's
+# checkpoint that trade the simulated and the real-frame scores the opposite ways, and their
+# mean beats the stage 31 weights on both (docs/training_log.md, stages 44 and 45).
+DEFAULT_AVERAGE = ('sim_tiny_stage44', 'sim_tiny_stage45')
 # Config keys holding paths under runs/, moved with --runs-dir.
 _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
 # Settings that do not change what a stage learns, so a run may be continued with others.
@@ -43,7 +50,7 @@ _FREE_KEYS = ('resume', 'no_progress', 'workers', 'device', 'config', 'eval_ever
 
 
 class RecipeError(ValueError):
-    """Raised when the stages do not chain (a stage does not start where the previous ended)."""
+    """Raised when the stages do not chain (a stage does not start where an earlier one ended)."""
 
 
 class Stage(NamedTuple):
@@ -83,13 +90,15 @@ def stage_argv(config: Path, runs_dir: Optional[Path], extra: Sequence[str]) -> 
 
 
 def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
-         extra: Sequence[str] = ()) -> List[Stage]:
+         extra: Sequence[str] = (), average: Sequence[str] = ()) -> List[Stage]:
     """
     Parse every stage's arguments and check that the stages chain.
 
+    :param average: Stages whose best weights are averaged into the result (empty: the last
+        stage's best checkpoint is the result).
     :return: The stages, in order.
-    :raises RecipeError: If a stage is missing or does not start from the previous stage's
-        best checkpoint.
+    :raises RecipeError: If a stage is missing, does not start from an earlier stage's best
+        checkpoint, or an averaged stage is not one of the stages.
     """
     parsed: List[Stage] = []
     for i, name in enumerate(stages):
@@ -99,15 +108,47 @@ def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
         argv = stage_argv(config, runs_dir, extra)
         args = train.parse_args(argv)
         if i > 0:
-            expected = Path(parsed[-1].args.output_dir) / 'best.safetensors'
-            if args.init_from is None or Path(args.init_from) != expected:
-                raise RecipeError(f'stage {name} starts from {args.init_from}, not from the '
-                                  f"previous stage's best checkpoint {expected}")
+            earlier = [Path(s.args.output_dir) / 'best.safetensors' for s in parsed]
+            if args.init_from is None or Path(args.init_from) not in earlier:
+                raise RecipeError(f'stage {name} starts from {args.init_from}, not from an '
+                                  f"earlier stage's best checkpoint (the stage before: "
+                                  f'{earlier[-1]})')
         elif args.init_from:
             raise RecipeError(f'first stage {name} starts from {args.init_from}; the recipe '
                               'trains from scratch')
         parsed.append(Stage(name, argv, args))
+    unknown = [name for name in average if name not in stages]
+    if unknown or len(average) == 1:
+        raise RecipeError(f'averaged stages {list(average)} must be two or more of the '
+                          f'stages {list(stages)}')
     return parsed
+
+
+def average_weights(paths: Sequence[Path]) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """
+    Average checkpoints' weights element by element ("model soup").
+
+    Meaningful for fine-tuned runs from one start, whose weights stay in one basin.
+
+    :param paths: Checkpoints with one model config.
+    :return: (the model, in eval mode, holding the mean of their floating-point tensors, integer
+        buffers taken from the first; provenance naming every member's file, SHA-256 and own
+        provenance).
+    :raises RecipeError: Naming the first file whose config differs from the first's.
+    """
+    models, infos = zip(*(load_checkpoint(p) for p in paths))
+    for path, info in zip(paths[1:], infos[1:]):
+        if info.config != infos[0].config:
+            raise RecipeError(f'{path} has another model config than {paths[0]}; only '
+                              'checkpoints of one config can be averaged')
+    states = [m.state_dict() for m in models]
+    # Summed in float64 and rounded once, so the order of the members does not matter.
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+            if v.is_floating_point() else v for k, v in states[0].items()}
+    models[0].load_state_dict(mean)
+    members = [{'file': str(path), 'sha256': info.sha256, 'provenance': info.provenance}
+               for path, info in zip(paths, infos)]
+    return models[0], {'average_of': members}
 
 
 def _finished(args: argparse.Namespace) -> bool:
@@ -131,18 +172,20 @@ def _finished(args: argparse.Namespace) -> bool:
 
 
 def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Path] = None,
-        extra: Sequence[str] = ()) -> Dict[str, Any]:
+        extra: Sequence[str] = (), average: Sequence[str] = DEFAULT_AVERAGE) -> Dict[str, Any]:
     """
-    Train every stage not yet finished, then copy the last one's best checkpoint to ``out``.
+    Train every stage not yet finished, then write the result to ``out``.
 
     :param out: Where the final checkpoint is written.
     :param stages: Config names in ``training/configs/``, in order.
     :param runs_dir: Folder for the stages' runs and frame cache (None: ``runs/`` as in the
         configs).
     :param extra: Arguments appended to every stage's command.
+    :param average: Stages whose best weights are averaged into the result (empty: the last
+        stage's best checkpoint, copied).
     :return: The record also written to ``recipe.json``.
     """
-    parsed = plan(stages, runs_dir, extra)
+    parsed = plan(stages, runs_dir, extra, average)
     record_dir = Path(runs_dir) if runs_dir is not None else Path('runs')
     record_dir.mkdir(parents=True, exist_ok=True)
     record_path = record_dir / 'recipe.json'
@@ -168,10 +211,16 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
                       'best': str(best), 'best_sha256': file_sha256(best)})
         record['stages'].append(entry)
         _write_json(record_path, record)
-    model, info = load_checkpoint(Path(parsed[-1].args.output_dir) / 'best.safetensors')
-    provenance = dict(info.provenance)
-    provenance.pop('saved_at', None)
-    provenance['recipe'] = record
+    if average:
+        members = [e for e in record['stages'] if Path(e['config']).stem in average]
+        record['average_of'] = [e['config'] for e in members]
+        model, provenance = average_weights([Path(e['best']) for e in members])
+        provenance['recipe'] = record
+    else:
+        model, info = load_checkpoint(Path(parsed[-1].args.output_dir) / 'best.safetensors')
+        provenance = dict(info.provenance)
+        provenance.pop('saved_at', None)
+        provenance['recipe'] = record
     save_checkpoint(out, model, provenance)
     record['out_sha256'] = file_sha256(out)
     _write_json(record_path, record)
@@ -190,7 +239,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    help="folder for the stages' runs and frame cache (default: runs/)")
     args, extra = p.parse_known_args(argv)
     try:
-        return run(args.out, DEFAULT_STAGES, args.runs_dir, extra)
+        return run(args.out, DEFAULT_STAGES, args.runs_dir, extra, DEFAULT_AVERAGE)
     except RecipeError as exc:
         raise SystemExit(f'error: {exc}') from exc
 
