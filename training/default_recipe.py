@@ -117,10 +117,10 @@ def plan(stages: Sequence[str], runs_dir: Optional[Path] = None,
             raise RecipeError(f'first stage {name} starts from {args.init_from}; the recipe '
                               'trains from scratch')
         parsed.append(Stage(name, argv, args))
-    unknown = [name for name in average if name not in stages]
-    if unknown or len(average) == 1:
-        raise RecipeError(f'averaged stages {list(average)} must be two or more of the '
-                          f'stages {list(stages)}')
+    if average and (len(set(average)) < 2 or len(set(average)) != len(average)
+                    or not set(average) <= set(stages)):
+        raise RecipeError(f'averaged stages {list(average)} must be two or more different '
+                          f'stages of {list(stages)}')
     return parsed
 
 
