@@ -229,6 +229,18 @@ def test_camouflage_changes_the_colour_not_the_depth_and_caches_apart(tmp_path: 
         SimulatedRgbd(2, 64, 48, camouflage=2)
 
 
+def test_clutter_adds_objects_and_caches_apart(tmp_path: Path) -> None:
+    plain = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path)
+    crowded = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path, clutter=1.0)
+    changed = sum(not np.array_equal(plain.sample(i)['gt'], crowded.sample(i)['gt'])
+                  for i in range(4))
+    assert changed >= 3
+    assert len(list(tmp_path.glob('tof_k1_64x48_*.npz'))) == 4
+    assert len(list(tmp_path.glob('tof_64x48_*.npz'))) == 4
+    with pytest.raises(ValueError, match='clutter must be in \\[0, 1\\], got 3'):
+        SimulatedRgbd(2, 64, 48, clutter=3)
+
+
 def test_level_views_change_the_view_and_cache_apart(tmp_path: Path) -> None:
     plain = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path)
     level = SimulatedRgbd(4, 64, 48, sensors=['tof'], cache_dir=tmp_path, level_views=1.0)

@@ -8,7 +8,7 @@ import pytest
 
 from s2ml_ros.geometry import Intrinsics
 from s2ml_ros.simulation import (
-    look_at, Material, Primitive, render_scene, Scene, SENSOR_PRESETS, SensorError,
+    Label, look_at, Material, Primitive, render_scene, Scene, SENSOR_PRESETS, SensorError,
     SensorModel, SimulatedRgbdCamera, Surface)
 from s2ml_ros.simulation import second_view_visibility
 
@@ -247,6 +247,48 @@ def test_camouflage_recolours_objects_like_their_surroundings_and_keeps_geometry
     assert sum(a != b for a, b in zip(scene.primitives, all_.primitives)) > 0
     with pytest.raises(ValueError, match='camouflage probability must be in \\[0, 1\\], got 1.5'):
         scene.camouflaged(np.random.default_rng(0), 1.5)
+
+
+def test_clutter_crowds_the_room_and_keeps_what_was_drawn() -> None:
+    for seed in range(6):
+        scene = Scene.random(np.random.default_rng(seed))
+        crowded = scene.cluttered(np.random.default_rng(100 + seed))
+        assert crowded == scene.cluttered(np.random.default_rng(100 + seed))  # by seed
+        n = len(scene.primitives)
+        # The room, its furniture and lights stay; the clutter comes after them.
+        assert crowded.primitives[:n] == scene.primitives
+        assert (crowded.room_size, crowded.lights, crowded.camera_zone) == \
+            (scene.room_size, scene.lights, scene.camera_zone)
+        added = crowded.primitives[n:]
+        assert len(added) >= 15
+        lx, ly, lz = scene.room_size
+        zx, zy, zr = scene.camera_zone
+        for p in added:
+            x, y, z = p.center
+            # Inside the room, above the floor, under the ceiling.
+            assert 0 < x < lx and 0 < y < ly
+            assert z - p.size[2] > -1e-9 and z + p.size[2] < lz
+            # The camera's zone stays free to stand in.
+            if z - p.size[2] < 0.05:
+                assert np.hypot(x - zx, y - zy) > zr
+        # Open shelves: boards and side panels are furniture, the rest objects.
+        assert {p.label for p in added} <= {Label.OBJECT, Label.FURNITURE}
+
+
+def test_cluttered_camera_sees_more_objects_in_the_same_rooms() -> None:
+    plain = [SimulatedRgbdCamera(64, 48, 'tof', seed=s) for s in range(8)]
+    crowded = [SimulatedRgbdCamera(64, 48, 'tof', seed=s, clutter=1.0) for s in range(8)]
+    zero = SimulatedRgbdCamera(64, 48, 'tof', seed=0, clutter=0.0).frame_at(3)
+    np.testing.assert_array_equal(zero.depth_gt_m, plain[0].frame_at(3).depth_gt_m)
+    share = {}
+    for name, cams in (('plain', plain), ('crowded', crowded)):
+        share[name] = np.mean([(c.frame_at(i).label == Label.OBJECT).mean()
+                               for c in cams for i in (0, 200)])
+    for a, b in zip(plain, crowded):
+        assert a._scene_for(0).room_size == b._scene_for(0).room_size
+    assert share['crowded'] > 1.5 * share['plain']
+    with pytest.raises(ValueError, match='clutter must be in'):
+        SimulatedRgbdCamera(64, 48, clutter=1.5)
 
 
 def test_camouflaged_camera_changes_colour_only() -> None:

@@ -109,6 +109,13 @@ def test_config_file_rejects_unknown_options(tmp_path: Path, capsys) -> None:
     args = train.parse_args(['-c', SMOKE, '--level-views', '0.5'])
     train_set, val_set = train.build_datasets(args)
     assert train_set.level_views == 0.5 and val_set.level_views == 0
+    with pytest.raises(SystemExit):  # only simulated rooms get clutter
+        train.parse_args(['-c', SMOKE, '--clutter', '0.5', '--data', 'sun'])
+    with pytest.raises(SystemExit):
+        train.parse_args(['-c', SMOKE, '--clutter', '1.2'])
+    args = train.parse_args(['-c', SMOKE, '--clutter', '0.5'])
+    train_set, val_set = train.build_datasets(args)
+    assert train_set.clutter == 0.5 and val_set.clutter == 0
     # A seed offset moves training to rooms the default range never renders.
     args = train.parse_args(['-c', SMOKE, '--sim-seed-offset', '15000'])
     train_set, val_set = train.build_datasets(args)
@@ -317,6 +324,10 @@ def test_evaluate_checkpoint_and_baselines_on_simulated_test_frames(tmp_path: Pa
     plain = evaluate.main(common)['sim_test']['raw']
     level = evaluate.main(common + ['--level-views', '1'])['sim_test']['raw']
     assert level['rmse'] != plain['rmse']
+    crowded = evaluate.main(common + ['--clutter', '1'])['sim_test']['raw']
+    assert crowded['rmse'] != plain['rmse']
+    with pytest.raises(SystemExit, match=r'--clutter must be in \[0, 1\], got -1'):
+        evaluate.main(['--data', 'sim', '--num-samples', '1', '--clutter', '-1'])
 
 
 # Real evaluation frames (never training data) when S2ML_REAL_FRAMES points at them.

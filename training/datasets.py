@@ -580,6 +580,8 @@ class SimulatedRgbd(_FrameDataset):
         colour edge; 0 = the rooms as drawn.
     :param level_views: Share of the items whose camera is held about level instead of looking
         down (:class:`SimulatedRgbdCamera`); 0 = always looking down.
+    :param clutter: Share of the items whose room is crowded with the clutter of a lived-in
+        room (:meth:`Scene.cluttered`); 0 = the rooms as drawn.
     """
 
     def __init__(self, num_samples: int, width: int = 320, height: int = 240,
@@ -587,7 +589,7 @@ class SimulatedRgbd(_FrameDataset):
                  seed_offset: int = 0, transform: Optional[Transform] = None,
                  seed: int = 0, cache_dir: Optional[PathLike] = None,
                  sensor_variation: float = 0.0, camouflage: float = 0.0,
-                 level_views: float = 0.0) -> None:
+                 level_views: float = 0.0, clutter: float = 0.0) -> None:
         super().__init__(transform, seed, 'raise')
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -597,6 +599,7 @@ class SimulatedRgbd(_FrameDataset):
         # Checked here as well as in the camera, which is only built when a frame is read.
         self.camouflage = check_share('camouflage', camouflage)
         self.level_views = check_share('level_views', level_views)
+        self.clutter = check_share('clutter', clutter)
         self.num_samples = int(num_samples)
         self.width, self.height = int(width), int(height)
         self.sensors = list(sensors)
@@ -622,6 +625,8 @@ class SimulatedRgbd(_FrameDataset):
             variation += f'_c{self.camouflage:g}'
         if self.level_views:
             variation += f'_l{self.level_views:g}'
+        if self.clutter:
+            variation += f'_k{self.clutter:g}'
         cached = None
         if self.cache_dir is not None:
             cached = self.cache_dir / (
@@ -639,7 +644,8 @@ class SimulatedRgbd(_FrameDataset):
         model = SensorModel.from_preset(sensor).varied(
             np.random.default_rng([seed, frame, 11]), self.sensor_variation)
         cam = SimulatedRgbdCamera(self.width, self.height, model, seed=seed,
-                                  camouflage=self.camouflage, level_views=self.level_views)
+                                  camouflage=self.camouflage, level_views=self.level_views,
+                                  clutter=self.clutter)
         f = cam.frame_at(frame)
         if cached is not None:
             tmp = cached.with_name(cached.name + f'.{os.getpid()}.partial.npz')

@@ -181,7 +181,8 @@ def build_frames(args: argparse.Namespace) -> List[Tuple[str, ds._FrameDataset]]
     if args.data == 'sim':
         w, h = args.sim_size
         return [('sim_test', ds.SimulatedRgbd(args.num_samples, w, h, args.sensors, 'test',
-                                              transform=tf, level_views=args.level_views))]
+                                              transform=tf, level_views=args.level_views,
+                                              clutter=args.clutter))]
     if not args.data_path:
         raise SystemExit(f'--data-path is required for --data {args.data}')
     if args.data == 'nyu':
@@ -298,6 +299,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument('--level-views', type=float, default=0.0,
                    help='share of simulated test frames whose camera is held about level '
                    'instead of looking down (0: the fixed test set as published)')
+    p.add_argument('--clutter', type=float, default=0.0,
+                   help='share of simulated test rooms crowded with objects on furniture tops, '
+                   'the floor and wall shelves (0: the fixed test set as published)')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
                    help='simulated frame size')
     p.add_argument('--sensors', nargs='+', default=['structured_light'],
@@ -358,6 +362,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, Dict[str, floa
     args = get_args_parser().parse_args(argv)
     try:
         check_share('--level-views', args.level_views)
+        check_share('--clutter', args.clutter)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     if args.hide_draws < 1:

@@ -115,6 +115,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help='share of simulated training frames whose camera is held about level '
                    '(0.4-1.8 m high, ceiling and far walls in view) instead of looking down at '
                    'furniture (training frames only; 0: always looking down)')
+    p.add_argument('--clutter', type=float, default=0.0,
+                   help='share of simulated training rooms crowded with objects on every '
+                   'furniture top, on the floor and on wall shelves (training frames only; 0: '
+                   'the rooms as drawn)')
     p.add_argument('--sim-cache', default=None,
                    help='folder caching rendered simulated frames across epochs')
     p.add_argument('--sim-size', type=int, nargs=2, default=[320, 240], metavar=('W', 'H'),
@@ -307,7 +311,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for flag, share, sim_only in (
             ('--border-hexagon', args.border_hexagon, None),
             ('--camouflage', args.camouflage, 'recolours simulated rooms'),
-            ('--level-views', args.level_views, 'poses the simulated camera')):
+            ('--level-views', args.level_views, 'poses the simulated camera'),
+            ('--clutter', args.clutter, 'adds objects to simulated rooms')):
         try:
             check_share(flag, share)
         except ValueError as exc:
@@ -349,7 +354,8 @@ def build_datasets(args: argparse.Namespace) -> Tuple[Dataset, Dataset]:
                                  seed_offset=args.sim_seed_offset, transform=train_tf,
                                  seed=args.seed, cache_dir=args.sim_cache,
                                  sensor_variation=args.sensor_variation,
-                                 camouflage=args.camouflage, level_views=args.level_views)
+                                 camouflage=args.camouflage, level_views=args.level_views,
+                                 clutter=args.clutter)
         # Validation: simulated test-range seeds offset away from the fixed test set.
         val = ds.SimulatedRgbd(args.val_samples, w, h, args.sensors, 'test',
                                seed_offset=500_000, transform=val_tf)

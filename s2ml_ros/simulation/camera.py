@@ -86,6 +86,8 @@ class SimulatedRgbdCamera:
         the ceiling and the far walls are often in view); in the other rooms it looks down
         towards furniture height from 1.0-1.6 m (pitch mostly -5 to -30 degrees). 0 = always
         looking down.
+    :param clutter: Share of rooms crowded with the clutter of a lived-in room
+        (:meth:`Scene.cluttered`); 0 = the rooms as drawn.
     """
 
     def __init__(self, width: int = 640, height: int = 480,
@@ -93,7 +95,7 @@ class SimulatedRgbdCamera:
                  fps: float = 30.0, hfov_deg: float = 63.0,
                  frames_per_scene: Optional[int] = None,
                  intrinsics: Optional[Intrinsics] = None, camouflage: float = 0.0,
-                 level_views: float = 0.0) -> None:
+                 level_views: float = 0.0, clutter: float = 0.0) -> None:
         self.sensor = sensor if isinstance(sensor, SensorModel) else SensorModel.from_preset(
             sensor)
         if intrinsics is None:
@@ -105,6 +107,7 @@ class SimulatedRgbdCamera:
         self.frames_per_scene = frames_per_scene
         self.camouflage = check_share('camouflage', camouflage)
         self.level_views = check_share('level_views', level_views)
+        self.clutter = check_share('clutter', clutter)
         self._index = 0
         self._scene_key: Optional[int] = None
         self._scene: Optional[Scene] = None
@@ -127,6 +130,12 @@ class SimulatedRgbdCamera:
             level_rng = np.random.default_rng([self.seed, key, 4])
             self._level = (level_rng.uniform(0, 1, 2)
                            if level_rng.random() < self.level_views else None)
+            if self.clutter > 0:
+                # Own stream: the other rooms, and the drawn furniture of this one, match
+                # clutter=0 (the camera's first target may be a piece of the clutter).
+                clutter_rng = np.random.default_rng([self.seed, key, 5])
+                if clutter_rng.random() < self.clutter:
+                    self._scene = self._scene.cluttered(clutter_rng)
             self._scene_key = key
         return self._scene
 

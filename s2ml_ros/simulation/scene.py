@@ -174,6 +174,120 @@ class Scene:
             prims.append(prim)
         return replace(self, primitives=tuple(prims))
 
+    def cluttered(self, rng: np.random.Generator) -> 'Scene':
+        """
+        Crowd the room with the clutter of a lived-in one.
+
+        The drawn rooms show mostly walls, floor and a few pieces of furniture, so that most
+        pixels around a hole continue one large plane. Real kitchens, offices, basements and
+        dining rooms are crowded: objects stand close together on every table, cabinet and
+        shelf, and boxes, bins and bags on the floor. This adds 3-9 small objects on each
+        furniture top between 0.35 and 1.3 m high, 6-15 boxes (some stacked), bins and balls
+        on free floor (half of them against a wall, none in the camera's zone), and 1-2 open
+        shelves against the walls with 2-6 objects on each board.
+
+        :param rng: Random generator of the additions.
+        :return: A new scene: the room, its furniture, materials and lights as they were, with
+            the clutter appended to the primitives.
+        """
+        lx, ly, lz = self.room_size
+        zx, zy, zr = self.camera_zone
+        footprints = []
+        for p in self.primitives:
+            if p.center[2] - p.size[2] < 0.05:  # standing on the floor
+                radius = float(np.hypot(p.size[0], p.size[1]))
+                footprints.append((p.center[0], p.center[1], radius))
+
+        def spot(r: float, against_wall: bool, depth: Optional[float] = None
+                 ) -> Optional[Tuple[float, float, float]]:
+            # depth: half depth of a wall-aligned box, which then stands against the wall.
+            for _ in range(40):
+                if against_wall:
+                    side = int(rng.integers(4))
+                    t = rng.uniform(r, (lx if side < 2 else ly) - r)
+                    off = (r if depth is None else depth) + 0.02
+                    x, y, yaw = [(t, off, 0.0), (t, ly - off, np.pi), (off, t, -np.pi / 2),
+                                 (lx - off, t, np.pi / 2)][side]
+                else:
+                    x, y, yaw = rng.uniform(r, lx - r), rng.uniform(r, ly - r), rng.uniform(
+                        0, np.pi)
+                if np.hypot(x - zx, y - zy) < zr + r + 0.1:
+                    continue
+                if all(np.hypot(x - fx, y - fy) > r + fr for fx, fy, fr in footprints):
+                    footprints.append((x, y, r))
+                    return float(x), float(y), float(yaw)
+            return None
+
+        added: List[Primitive] = []
+        for p in self.primitives:
+            top = p.center[2] + p.size[2]
+            if (p.kind == 'box' and p.label == Label.FURNITURE and 0.35 < top < 1.3
+                    and min(p.size[0], p.size[1]) >= 0.12):
+                added += _small_objects(rng, p.center[0], p.center[1], top, p.size[0],
+                                        p.size[1], p.yaw, int(rng.integers(3, 10)))
+        for _ in range(int(rng.integers(6, 16))):
+            mat = _pick_material(rng)
+            color, tex = _pick_color(rng, mat), _texture_for(rng, mat)
+            kind = rng.choice(['box', 'stack', 'bin', 'ball'], p=[0.4, 0.2, 0.25, 0.15])
+            if kind in ('box', 'stack'):
+                hw, hd, hh = rng.uniform(0.1, 0.35), rng.uniform(0.1, 0.3), rng.uniform(0.08, 0.3)
+                where = spot(float(np.hypot(hw, hd)), bool(rng.random() < 0.5), float(hd))
+                if where is None:
+                    continue
+                x, y, yaw = where
+                added.append(Primitive('box', (x, y, hh), (hw, hd, hh), yaw, mat, color, tex,
+                                       float(rng.uniform(0.05, 0.3)), Label.OBJECT))
+                if kind == 'stack':
+                    s2 = rng.uniform(0.6, 1.0, 3) * (hw, hd, hh)
+                    mat2 = _pick_material(rng)
+                    added.append(Primitive('box', (x, y, 2 * hh + s2[2]),
+                                           tuple(float(v) for v in s2),
+                                           float(yaw + rng.uniform(-0.3, 0.3)), mat2,
+                                           _pick_color(rng, mat2), _texture_for(rng, mat2),
+                                           float(rng.uniform(0.05, 0.3)), Label.OBJECT))
+            elif kind == 'bin':
+                r, hh = rng.uniform(0.05, 0.25), rng.uniform(0.08, 0.45)
+                where = spot(float(r), bool(rng.random() < 0.5))
+                if where is None:
+                    continue
+                added.append(Primitive('cylinder', (where[0], where[1], hh), (r, r, hh), 0.0,
+                                       mat, color, tex, 0.1, Label.OBJECT))
+            else:
+                r = rng.uniform(0.05, 0.2)
+                where = spot(float(r), False)
+                if where is None:
+                    continue
+                added.append(Primitive('sphere', (where[0], where[1], r), (r, r, r), 0.0, mat,
+                                       color, tex, 0.1, Label.OBJECT))
+        for _ in range(int(rng.integers(1, 3))):
+            hw, hd = rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.25)
+            height = min(rng.uniform(1.0, 2.0), lz - 0.2)
+            where = spot(float(np.hypot(hw, hd)), True, float(hd))
+            if where is None:
+                continue
+            x, y, yaw = where
+            mat = _pick_material(rng)
+            if mat == Material.TRANSPARENT:
+                mat = Material.MATTE
+            color, tex = _pick_color(rng, mat), _texture_for(rng, mat)
+            c, s = np.cos(yaw), np.sin(yaw)
+            board = 0.01
+            for side in (-1, 1):  # the two side panels
+                ox = side * (hw - board)
+                added.append(Primitive('box', (x + c * ox, y + s * ox, height / 2),
+                                       (board, hd, height / 2), yaw, mat, color, tex, 0.2,
+                                       Label.FURNITURE))
+            levels = int(rng.integers(3, 6))
+            gap = height / levels
+            for k in range(levels + 1):
+                z = max(k * gap, board) if k < levels else height - board
+                added.append(Primitive('box', (x, y, z), (hw, hd, board), yaw, mat, color, tex,
+                                       0.2, Label.FURNITURE))
+                if k < levels:
+                    added += _small_objects(rng, x, y, z + board, hw - 2 * board, hd, yaw,
+                                            int(rng.integers(2, 7)), max_height=gap - 0.04)
+        return replace(self, primitives=self.primitives + tuple(added))
+
 
 @dataclass
 class RenderedView:
@@ -230,6 +344,49 @@ def _texture_for(rng: np.random.Generator, material: int) -> str:
     return 'plain'
 
 
+def _small_objects(rng: np.random.Generator, x: float, y: float, top: float, hw: float,
+                   hd: float, yaw: float, count: int, max_height: float = 0.4) -> List[Primitive]:
+    """
+    Draw small objects (boxes, cylinders, spheres) standing on a rectangular top.
+
+    :param x: Centre of the top, world x, meters.
+    :param y: Centre of the top, world y, meters.
+    :param top: Height of the top, meters.
+    :param hw: Half width of the top along its own x axis, meters.
+    :param hd: Half depth of the top along its own y axis, meters.
+    :param yaw: Rotation of the top about z, radians.
+    :param count: Objects to draw.
+    :param max_height: Tallest object, meters (under a shelf board above).
+    :return: The objects.
+    """
+    out: List[Primitive] = []
+    c, s = np.cos(yaw), np.sin(yaw)
+    for _ in range(count):
+        lx_, ly_ = rng.uniform(-hw * 0.8, hw * 0.8), rng.uniform(-hd * 0.8, hd * 0.8)
+        px, py = x + c * lx_ - s * ly_, y + s * lx_ + c * ly_
+        mat = _pick_material(rng, small=True)
+        kind = rng.choice(['box', 'cylinder', 'sphere'])
+        color = _pick_color(rng, mat)
+        tex = _texture_for(rng, mat)
+        if kind == 'box':
+            h = rng.uniform(0.03, 0.2, 3)
+            h[:2] = np.minimum(h[:2], [hw * 0.5, hd * 0.5])
+            h[2] = min(h[2], max_height / 2)
+            out.append(Primitive('box', (px, py, top + h[2]), tuple(h),
+                                 float(rng.uniform(0, np.pi)), mat, color, tex, 0.05,
+                                 Label.OBJECT))
+        elif kind == 'cylinder':
+            r = float(rng.uniform(0.03, min(0.12, hw * 0.5, hd * 0.5)))
+            hh = min(float(rng.uniform(0.05, 0.2)), max_height / 2)
+            out.append(Primitive('cylinder', (px, py, top + hh), (r, r, hh), 0.0, mat, color,
+                                 tex, 0.05, Label.OBJECT))
+        else:
+            r = min(float(rng.uniform(0.04, min(0.15, hw * 0.6, hd * 0.6))), max_height / 2)
+            out.append(Primitive('sphere', (px, py, top + r), (r, r, r), 0.0, mat, color, tex,
+                                 0.05, Label.OBJECT))
+    return out
+
+
 def _random_scene(rng: np.random.Generator) -> Scene:
     lx, ly = rng.uniform(3.5, 7.0, 2)
     lz = rng.uniform(2.4, 3.1)
@@ -269,29 +426,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
 
     def add_small_objects(x: float, y: float, top: float, hw: float, hd: float,
                           yaw: float, count: int) -> None:
-        c, s = np.cos(yaw), np.sin(yaw)
-        for _ in range(count):
-            lx_, ly_ = rng.uniform(-hw * 0.8, hw * 0.8), rng.uniform(-hd * 0.8, hd * 0.8)
-            px, py = x + c * lx_ - s * ly_, y + s * lx_ + c * ly_
-            mat = _pick_material(rng, small=True)
-            kind = rng.choice(['box', 'cylinder', 'sphere'])
-            color = _pick_color(rng, mat)
-            tex = _texture_for(rng, mat)
-            if kind == 'box':
-                h = rng.uniform(0.03, 0.2, 3)
-                h[:2] = np.minimum(h[:2], [hw * 0.5, hd * 0.5])
-                prims.append(Primitive('box', (px, py, top + h[2]), tuple(h),
-                                       float(rng.uniform(0, np.pi)), mat, color, tex,
-                                       0.05, Label.OBJECT))
-            elif kind == 'cylinder':
-                r = float(rng.uniform(0.03, min(0.12, hw * 0.5, hd * 0.5)))
-                hh = float(rng.uniform(0.05, 0.2))
-                prims.append(Primitive('cylinder', (px, py, top + hh), (r, r, hh), 0.0, mat,
-                                       color, tex, 0.05, Label.OBJECT))
-            else:
-                r = float(rng.uniform(0.04, min(0.15, hw * 0.6, hd * 0.6)))
-                prims.append(Primitive('sphere', (px, py, top + r), (r, r, r), 0.0, mat, color,
-                                       tex, 0.05, Label.OBJECT))
+        prims.extend(_small_objects(rng, x, y, top, hw, hd, yaw, count))
 
     def box(cx: float, cy: float, cz: float, hw: float, hd: float, hh: float, yaw: float,
             mat: int, color: Tuple[float, float, float], tex: str = 'plain',
