@@ -95,27 +95,17 @@ def test_config_file_rejects_unknown_options(tmp_path: Path, capsys) -> None:
     args = train.parse_args(['-c', SMOKE, '--sensor-variation', '0.5'])
     train_set, val_set = train.build_datasets(args)
     assert train_set.sensor_variation == 0.5 and val_set.sensor_variation == 0
-    with pytest.raises(SystemExit):  # only simulated rooms are recoloured
-        train.parse_args(['-c', SMOKE, '--camouflage', '0.5', '--data', 'folder'])
-    with pytest.raises(SystemExit):
-        train.parse_args(['-c', SMOKE, '--camouflage', '1.5'])
-    args = train.parse_args(['-c', SMOKE, '--camouflage', '0.5'])
-    train_set, val_set = train.build_datasets(args)
-    assert train_set.camouflage == 0.5 and val_set.camouflage == 0  # validation as drawn
-    with pytest.raises(SystemExit):  # only the simulated camera is posed
-        train.parse_args(['-c', SMOKE, '--level-views', '0.5', '--data', 'nyu'])
-    with pytest.raises(SystemExit):
-        train.parse_args(['-c', SMOKE, '--level-views', '-0.5'])
-    args = train.parse_args(['-c', SMOKE, '--level-views', '0.5'])
-    train_set, val_set = train.build_datasets(args)
-    assert train_set.level_views == 0.5 and val_set.level_views == 0
-    with pytest.raises(SystemExit):  # only simulated rooms get clutter
-        train.parse_args(['-c', SMOKE, '--clutter', '0.5', '--data', 'sun'])
-    with pytest.raises(SystemExit):
-        train.parse_args(['-c', SMOKE, '--clutter', '1.2'])
-    args = train.parse_args(['-c', SMOKE, '--clutter', '0.5'])
-    train_set, val_set = train.build_datasets(args)
-    assert train_set.clutter == 0.5 and val_set.clutter == 0
+    # Options that change the simulated rooms or camera: shares in [0, 1], simulated data only,
+    # training frames only (validation keeps the rooms and views as drawn).
+    for flag, attr, bad, other_data in (('--camouflage', 'camouflage', '1.5', 'folder'),
+                                        ('--level-views', 'level_views', '-0.5', 'nyu'),
+                                        ('--clutter', 'clutter', '1.2', 'sun')):
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE, flag, '0.5', '--data', other_data])
+        with pytest.raises(SystemExit):
+            train.parse_args(['-c', SMOKE, flag, bad])
+        train_set, val_set = train.build_datasets(train.parse_args(['-c', SMOKE, flag, '0.5']))
+        assert getattr(train_set, attr) == 0.5 and getattr(val_set, attr) == 0
     # A seed offset moves training to rooms the default range never renders.
     args = train.parse_args(['-c', SMOKE, '--sim-seed-offset', '15000'])
     train_set, val_set = train.build_datasets(args)

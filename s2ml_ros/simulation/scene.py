@@ -14,7 +14,7 @@ Pure numpy; no ROS and no torch.
 
 from dataclasses import dataclass, replace
 import enum
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -184,39 +184,16 @@ class Scene:
         shelf, and boxes, bins and bags on the floor. This adds 3-9 small objects on each
         furniture top between 0.35 and 1.3 m high, 6-15 boxes (some stacked), bins and balls
         on free floor (half of them against a wall, none in the camera's zone), and 1-2 open
-        shelves against the walls with 2-6 objects on each board.
+        shelves against the walls with 2-6 objects on each board below the top.
 
         :param rng: Random generator of the additions.
         :return: A new scene: the room, its furniture, materials and lights as they were, with
             the clutter appended to the primitives.
         """
         lx, ly, lz = self.room_size
-        zx, zy, zr = self.camera_zone
-        footprints = []
-        for p in self.primitives:
-            if p.center[2] - p.size[2] < 0.05:  # standing on the floor
-                radius = float(np.hypot(p.size[0], p.size[1]))
-                footprints.append((p.center[0], p.center[1], radius))
-
-        def spot(r: float, against_wall: bool, depth: Optional[float] = None
-                 ) -> Optional[Tuple[float, float, float]]:
-            # depth: half depth of a wall-aligned box, which then stands against the wall.
-            for _ in range(40):
-                if against_wall:
-                    side = int(rng.integers(4))
-                    t = rng.uniform(r, (lx if side < 2 else ly) - r)
-                    off = (r if depth is None else depth) + 0.02
-                    x, y, yaw = [(t, off, 0.0), (t, ly - off, np.pi), (off, t, -np.pi / 2),
-                                 (lx - off, t, np.pi / 2)][side]
-                else:
-                    x, y, yaw = rng.uniform(r, lx - r), rng.uniform(r, ly - r), rng.uniform(
-                        0, np.pi)
-                if np.hypot(x - zx, y - zy) < zr + r + 0.1:
-                    continue
-                if all(np.hypot(x - fx, y - fy) > r + fr for fx, fy, fr in footprints):
-                    footprints.append((x, y, r))
-                    return float(x), float(y), float(yaw)
-            return None
+        plan = _FloorPlan(lx, ly, self.camera_zone, [
+            (p.center[0], p.center[1], float(np.hypot(p.size[0], p.size[1])))
+            for p in self.primitives if p.center[2] - p.size[2] < 0.05])  # standing on the floor
 
         added: List[Primitive] = []
         for p in self.primitives:
@@ -231,7 +208,8 @@ class Scene:
             kind = rng.choice(['box', 'stack', 'bin', 'ball'], p=[0.4, 0.2, 0.25, 0.15])
             if kind in ('box', 'stack'):
                 hw, hd, hh = rng.uniform(0.1, 0.35), rng.uniform(0.1, 0.3), rng.uniform(0.08, 0.3)
-                where = spot(float(np.hypot(hw, hd)), bool(rng.random() < 0.5), float(hd))
+                where = plan.place(rng, float(np.hypot(hw, hd)), bool(rng.random() < 0.5),
+                                   float(hd))
                 if where is None:
                     continue
                 x, y, yaw = where
@@ -247,14 +225,14 @@ class Scene:
                                            float(rng.uniform(0.05, 0.3)), Label.OBJECT))
             elif kind == 'bin':
                 r, hh = rng.uniform(0.05, 0.25), rng.uniform(0.08, 0.45)
-                where = spot(float(r), bool(rng.random() < 0.5))
+                where = plan.place(rng, float(r), bool(rng.random() < 0.5))
                 if where is None:
                     continue
                 added.append(Primitive('cylinder', (where[0], where[1], hh), (r, r, hh), 0.0,
                                        mat, color, tex, 0.1, Label.OBJECT))
             else:
                 r = rng.uniform(0.05, 0.2)
-                where = spot(float(r), False)
+                where = plan.place(rng, float(r), False)
                 if where is None:
                     continue
                 added.append(Primitive('sphere', (where[0], where[1], r), (r, r, r), 0.0, mat,
@@ -262,7 +240,7 @@ class Scene:
         for _ in range(int(rng.integers(1, 3))):
             hw, hd = rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.25)
             height = min(rng.uniform(1.0, 2.0), lz - 0.2)
-            where = spot(float(np.hypot(hw, hd)), True, float(hd))
+            where = plan.place(rng, float(np.hypot(hw, hd)), True, float(hd))
             if where is None:
                 continue
             x, y, yaw = where
@@ -344,6 +322,72 @@ def _texture_for(rng: np.random.Generator, material: int) -> str:
     return 'plain'
 
 
+class _FloorPlan:
+    """
+    Where a piece of furniture may stand on a room's floor.
+
+    A spot is free when it lies inside the walls (2 cm clear), off the camera's zone and clear
+    of the footprints (discs) of what already stands there.
+
+    :param lx: Room length along x, meters.
+    :param ly: Room length along y, meters.
+    :param zone: (x, y, radius) of the floor kept free for the camera, meters.
+    :param footprints: (x, y, radius) of what already stands on the floor, meters.
+    """
+
+    def __init__(self, lx: float, ly: float, zone: Tuple[float, float, float],
+                 footprints: Sequence[Tuple[float, float, float]] = ()) -> None:
+        self.lx, self.ly, self.zone = lx, ly, zone
+        self.footprints = list(footprints)
+
+    def free(self, x: float, y: float, r: float, half_x: Optional[float] = None,
+             half_y: Optional[float] = None) -> bool:
+        """
+        Tell whether a footprint of radius ``r`` fits at (x, y).
+
+        :param half_x: Extent along x kept clear of the walls, meters; None: ``r``.
+        :param half_y: Extent along y kept clear of the walls, meters; None: ``r``.
+        """
+        hx = r if half_x is None else half_x
+        hy = r if half_y is None else half_y
+        if np.hypot(x - self.zone[0], y - self.zone[1]) < self.zone[2] + r + 0.1:
+            return False
+        if x - hx < 0.02 or y - hy < 0.02 or x + hx > self.lx - 0.02 or y + hy > self.ly - 0.02:
+            return False
+        return all(np.hypot(x - fx, y - fy) > r + fr for fx, fy, fr in self.footprints)
+
+    def place(self, rng: np.random.Generator, r: float, against_wall: bool,
+              depth: Optional[float] = None) -> Optional[Tuple[float, float, float]]:
+        """
+        Find a free spot and reserve it.
+
+        :param r: Footprint radius, meters.
+        :param against_wall: Stand against one of the four walls, aligned with it.
+        :param depth: Half depth of a wall-aligned box, which then stands that far from the
+            wall; None: the footprint's radius.
+        :return: (x, y, yaw) or None when 40 tries found no room.
+        """
+        lx, ly = self.lx, self.ly
+        for _ in range(40):
+            half_x = half_y = None
+            if against_wall:
+                side = rng.integers(4)
+                t = rng.uniform(r, (lx if side < 2 else ly) - r)
+                off = (r if depth is None else depth) + 0.02
+                x, y, yaw = [(t, off, 0.0), (t, ly - off, 0.0), (off, t, np.pi / 2),
+                             (lx - off, t, np.pi / 2)][side]
+                if side < 2:
+                    half_y = depth
+                else:
+                    half_x = depth
+            else:
+                x, y, yaw = rng.uniform(r, lx - r), rng.uniform(r, ly - r), rng.uniform(0, np.pi)
+            if self.free(x, y, r, half_x, half_y):
+                self.footprints.append((x, y, r))
+                return float(x), float(y), float(yaw)
+        return None
+
+
 def _small_objects(rng: np.random.Generator, x: float, y: float, top: float, hw: float,
                    hd: float, yaw: float, count: int, max_height: float = 0.4) -> List[Primitive]:
     """
@@ -400,29 +444,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                     float(rng.uniform(0.3, 1.0)))
     ceiling = Surface(Material.MATTE, (0.9, 0.9, 0.88))
     prims: List[Primitive] = []
-    footprints: List[Tuple[float, float, float]] = []
-
-    def free(x: float, y: float, r: float) -> bool:
-        if np.hypot(x - zone[0], y - zone[1]) < zone[2] + r + 0.1:
-            return False
-        if x - r < 0.02 or y - r < 0.02 or x + r > lx - 0.02 or y + r > ly - 0.02:
-            return False
-        return all(np.hypot(x - fx, y - fy) > r + fr for fx, fy, fr in footprints)
-
-    def place(r: float, against_wall: bool) -> Optional[Tuple[float, float, float]]:
-        for _ in range(40):
-            if against_wall:
-                side = rng.integers(4)
-                t = rng.uniform(r, (lx if side < 2 else ly) - r)
-                off = r + 0.02
-                x, y, yaw = [(t, off, 0.0), (t, ly - off, 0.0), (off, t, np.pi / 2),
-                             (lx - off, t, np.pi / 2)][side]
-            else:
-                x, y, yaw = rng.uniform(r, lx - r), rng.uniform(r, ly - r), rng.uniform(0, np.pi)
-            if free(x, y, r):
-                footprints.append((x, y, r))
-                return float(x), float(y), float(yaw)
-        return None
+    plan = _FloorPlan(lx, ly, zone)
 
     def add_small_objects(x: float, y: float, top: float, hw: float, hd: float,
                           yaw: float, count: int) -> None:
@@ -445,7 +467,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
         tex = _texture_for(rng, mat)
         if kind == 'table':
             hw, hd = rng.uniform(0.35, 0.8), rng.uniform(0.3, 0.5)
-            spot = place(float(np.hypot(hw, hd)), against_wall=bool(rng.random() < 0.3))
+            spot = plan.place(rng, float(np.hypot(hw, hd)), against_wall=bool(rng.random() < 0.3))
             if spot is None:
                 continue
             x, y, yaw = spot
@@ -466,7 +488,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                     _pick_color(rng, Material.DARK), 'plain', Label.OBJECT)
         elif kind == 'cabinet':
             hw, hd, hh = rng.uniform(0.3, 0.8), rng.uniform(0.18, 0.3), rng.uniform(0.4, 1.0)
-            spot = place(float(np.hypot(hw, hd)), against_wall=True)
+            spot = plan.place(rng, float(np.hypot(hw, hd)), against_wall=True)
             if spot is None:
                 continue
             x, y, yaw = spot
@@ -475,7 +497,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                 add_small_objects(x, y, 2 * hh, hw, hd, yaw, int(rng.integers(1, 3)))
         elif kind == 'chair':
             hw = rng.uniform(0.2, 0.26)
-            spot = place(hw * 1.5, against_wall=False)
+            spot = plan.place(rng, hw * 1.5, against_wall=False)
             if spot is None:
                 continue
             x, y, yaw = spot
@@ -486,7 +508,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                 mat, color, tex)
         elif kind == 'bin':
             r, hh = rng.uniform(0.1, 0.25), rng.uniform(0.15, 0.45)
-            spot = place(r, against_wall=bool(rng.random() < 0.5))
+            spot = plan.place(rng, r, against_wall=bool(rng.random() < 0.5))
             if spot is None:
                 continue
             x, y, _ = spot
@@ -494,7 +516,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                                    0.1, Label.FURNITURE))
         elif kind == 'ball':
             r = rng.uniform(0.1, 0.3)
-            spot = place(r, against_wall=False)
+            spot = plan.place(rng, r, against_wall=False)
             if spot is None:
                 continue
             x, y, _ = spot
@@ -512,7 +534,7 @@ def _random_scene(rng: np.random.Generator) -> Scene:
             pmat = mat if mat != Material.MATTE else Material.SPECULAR
             box(x, y, z, hw, d, hh, yaw, pmat, _pick_color(rng, pmat), tex, Label.OBJECT)
         else:
-            spot = place(0.2, against_wall=False)
+            spot = plan.place(rng, 0.2, against_wall=False)
             if spot is None:
                 continue
             x, y, _ = spot
