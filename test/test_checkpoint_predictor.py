@@ -209,6 +209,35 @@ def test_flip_average_is_the_mean_of_the_frame_and_its_mirror_image(tiny_checkpo
     np.testing.assert_allclose(flipped.predict(rgb, depth), forward, atol=1e-6)
 
 
+def test_predictor_fades_the_change_in_large_holes_as_the_model_does(tiny_checkpoint, tmp_path):
+    from dataclasses import replace
+    _, model = tiny_checkpoint
+    faded = model_pkg.S2ML(replace(model.config, large_hole_change=0.0, large_hole_start=0.05,
+                                   large_hole_end=0.05))
+    faded.load_state_dict(model.state_dict())
+    path = save_checkpoint(tmp_path / 'faded.safetensors', faded, {'seed': 3})
+    # Sides a multiple of 8, so the model pads nothing and its D_0 is initial_fill's; the
+    # 15x25 block is 12% of the frame, the NaN row 2%.
+    rgb, depth = _frame(48, 64, seed=4)
+    plain = DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cpu')
+    predictor = DepthCompletionPredictor.from_checkpoint(path, device='cpu')
+    d0 = predictor.initial_fill(rgb, depth)
+    out, unfaded = predictor.predict(rgb, depth), plain.predict(rgb, depth)
+    block = np.zeros(depth.shape, bool)
+    block[10:25, 5:30] = True
+    np.testing.assert_allclose(out[block], d0[block], atol=1e-5)  # a step: none of the change
+    assert not np.allclose(unfaded[block], d0[block], atol=1e-3)
+    measured = np.isfinite(depth) & (depth > 0)
+    np.testing.assert_allclose(out[measured], unfaded[measured], atol=1e-5)
+    # Mirror averaging passes the mirrored region shares along with the mirrored frame: the
+    # block gets the mean of the two D_0 (they differ by the order of the fill's sweeps).
+    mirror_d0 = predictor.initial_fill(rgb[:, ::-1].copy(), depth[:, ::-1].copy())[:, ::-1]
+    predictor.flip_average = plain.flip_average = True
+    both_d0 = 0.5 * (d0 + mirror_d0)
+    np.testing.assert_allclose(predictor.predict(rgb, depth)[block], both_d0[block], atol=1e-5)
+    assert not np.allclose(plain.predict(rgb, depth)[block], both_d0[block], atol=1e-3)
+
+
 def test_predictor_matches_the_model(tiny_checkpoint):
     path, model = tiny_checkpoint
     predictor = DepthCompletionPredictor.from_checkpoint(path, device='cpu')
@@ -301,13 +330,23 @@ def test_cuda_graph_needs_cuda_and_excludes_compile(tiny_checkpoint):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
-def test_cuda_graph_replays_match_eager_runs_for_every_frame(tiny_checkpoint, precision):
+@pytest.mark.parametrize('precision,large_hole_change',
+                         [('fp32', 1.0), ('fp16', 1.0), ('fp32', 0.25)])
+def test_cuda_graph_replays_match_eager_runs_for_every_frame(
+        tiny_checkpoint, tmp_path, precision, large_hole_change):
     # New content every frame (a replay must not return the previous frame's depth), two frame
     # sizes, and flip averaging switched on between frames (a batch of two: another graph).
-    graphed = DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cuda',
+    # With the change faded in large holes the region shares are a graph input as well.
+    from dataclasses import replace
+    path, model = tiny_checkpoint
+    if large_hole_change < 1.0:
+        faded = model_pkg.S2ML(replace(model.config, large_hole_change=large_hole_change,
+                                       large_hole_start=0.05, large_hole_end=0.2))
+        faded.load_state_dict(model.state_dict())
+        path = save_checkpoint(tmp_path / 'faded.safetensors', faded, {'seed': 3})
+    graphed = DepthCompletionPredictor.from_checkpoint(path, device='cuda',
                                                        precision=precision, cuda_graph=True)
-    eager = DepthCompletionPredictor.from_checkpoint(tiny_checkpoint[0], device='cuda',
+    eager = DepthCompletionPredictor.from_checkpoint(path, device='cuda',
                                                      precision=precision)
     assert graphed.cuda_graph and not eager.cuda_graph
     tolerance = 1e-4 if precision == 'fp32' else 2e-2

@@ -2,8 +2,10 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from s2ml_ros.model import build_s2ml, ConfigError, get_config, S2ML, S2MLConfig
+from s2ml_ros.model.hole_regions import hole_region_share
 from s2ml_ros.model.layers import (_neighbour_index, colour_affinities, guided_multigrid_fill,
                                    initial_fill, pyramid_fill, shifted_window_mask,
                                    SpectralFusion, SwinBlock, window_partition, window_reverse)
@@ -571,6 +573,53 @@ def test_far_change_cap_bounds_every_stage_by_the_initial_fill_and_nothing_else(
         assert torch.equal(stage_out[~farther], stage_plain[~farther])
 
 
+def test_hole_region_share_measures_each_8_connected_region_of_missing_pixels():
+    valid = np.ones((10, 20), bool)
+    valid[0:4, 0:5] = False  # 20 pixels
+    valid[4, 5] = False  # touches the block at a corner only: the same region
+    valid[8, 15:17] = False
+    share = hole_region_share(valid)
+    assert share[0, 0] == share[4, 5] == pytest.approx(21 / 200)
+    assert share[8, 16] == pytest.approx(2 / 200)
+    assert share.dtype == np.float32 and not share[valid].any()
+    with pytest.raises(ValueError, match=r'valid must be a \[H, W\] mask, got shape \(1, 2, 3\)'):
+        hole_region_share(np.ones((1, 2, 3), bool))
+
+
+def test_large_hole_change_fades_the_change_in_large_hole_regions_only():
+    model, faded = _capped_pair(large_hole_change=0.25, large_hole_start=0.1,
+                                large_hole_end=0.3)
+    gen = torch.Generator().manual_seed(5)
+    rgb = torch.rand(2, 3, 40, 56, generator=gen)
+    depth = 0.5 + 4.0 * torch.rand(2, 1, 40, 56, generator=gen)
+    depth[0, :, :20] = 0.0  # half the frame: past the fade's end, 0.25 of the change kept
+    depth[0, :, 30:32, 10:14] = 0.0  # 8 pixels: below its start, all kept
+    depth[1, :, :8] = 0.0  # a fifth of the frame: half way, 1 - 0.75 / 2 kept
+    expected_gate = torch.ones_like(depth)
+    expected_gate[0, :, :20] = 0.25
+    expected_gate[1, :, :8] = 0.625
+    with torch.inference_mode():
+        plain = model(rgb, depth, with_initial=True)
+        out = faded(rgb, depth, with_initial=True)
+        labelled_outside = faded(rgb, depth, hole_share=torch.from_numpy(np.stack(
+            [hole_region_share(d[0].numpy() > 0)[None] for d in depth])))
+    d0 = plain[0]
+    torch.testing.assert_close(out[0], d0)
+    for stage_plain, stage_out, stage_given in zip(plain[1:], out[1:], labelled_outside):
+        assert (stage_plain - d0)[expected_gate < 1].abs().min() > 0  # the network moves them
+        # Outputs are clamped at 0 after the fade: compare where the network stayed above 0.
+        positive = stage_plain > 0
+        torch.testing.assert_close(stage_out[positive],
+                                   (d0 + expected_gate * (stage_plain - d0))[positive],
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stage_given, stage_out)
+    faded.sync_free = True  # as under CUDA graph capture: no labelling on the host
+    with pytest.raises(ValueError, match='needs hole_share passed in'):
+        faded(rgb, depth)
+    with pytest.raises(ValueError, match=r'hole_share must match depth \(2, 1, 40, 56\)'):
+        faded(rgb, depth, hole_share=torch.zeros(2, 1, 40, 55))
+
+
 def test_guide_colour_steers_the_initial_fill_and_the_network_sees_its_own_colour():
     _, model = _guided_test_model()
     rgb, depth = _inputs(20, 30, batch=2)  # 20x30 is padded: the guide is padded too
@@ -642,6 +691,16 @@ def test_config_validation_names_the_bad_value():
             S2MLConfig(depth_scale_cap_m=bad)
         with pytest.raises(ConfigError, match=f'far_change_cap must be .*got {bad!r}'):
             S2MLConfig(far_change_cap=bad)
+        with pytest.raises(ConfigError, match=f'large_hole_change must be .*got {bad!r}'):
+            S2MLConfig(large_hole_change=bad)
+    with pytest.raises(ConfigError, match=r'large_hole_change must be a share in \[0, 1\]'):
+        S2MLConfig(large_hole_change=1.5)
+    for bad in (0.0, 1.2, float('nan'), None):
+        with pytest.raises(ConfigError, match=f'large_hole_start must be .*got {bad!r}'):
+            S2MLConfig(large_hole_start=bad)
+    with pytest.raises(ConfigError, match=r'large_hole_end must be .*\[large_hole_start = 0.3, '
+                                          r'1\], got 0.2'):
+        S2MLConfig(large_hole_start=0.3, large_hole_end=0.2)
     with pytest.raises(ConfigError, match='unknown config fields'):
         S2MLConfig.from_dict({'embed_dim': 8, 'colour': 'red'})
 

@@ -416,12 +416,15 @@ def test_change_fill_copies_the_weights_with_another_fill(tmp_path: Path) -> Non
     copy = change_fill.main([str(source), str(tmp_path / 'sor.safetensors'),
                              '--fill-solver', 'sor', '--fill-iterations', '12',
                              '--fill-guide', 'gray', '--depth-scale-cap', '3',
-                             '--far-change-cap', '0.02'])
+                             '--far-change-cap', '0.02', '--large-hole-change', '0.25',
+                             '--large-hole-start', '0.15', '--large-hole-end', '0.35'])
     changed, changed_info = load_checkpoint(copy)
     assert (changed_info.config.fill_solver, changed_info.config.fill_iterations,
             changed_info.config.fill_guide) == ('sor', 12, 'gray')
     assert changed_info.config.depth_scale_cap_m == 3.0
     assert changed_info.config.far_change_cap == 0.02
+    assert (changed_info.config.large_hole_change, changed_info.config.large_hole_start,
+            changed_info.config.large_hole_end) == (0.25, 0.15, 0.35)
     change = changed_info.provenance['fill_changed']
     assert (change['from']['depth_scale_cap_m'], change['to']['depth_scale_cap_m']) == (0.0, 3.0)
     assert changed_info.config.initial_fill == info.config.initial_fill

@@ -1,10 +1,10 @@
 """
-Copy a checkpoint with other settings of its parameter-free initial fill D_0 or output caps.
+Copy a checkpoint with other settings of its parameter-free initial fill D_0 or output limits.
 
 ``initial_fill``, ``fill_iterations``, ``fill_solver``, ``fill_guide``,
-``depth_scale_cap_m`` and ``far_change_cap`` have no weights, so trained weights can run on
-another setting without retraining (measure it: the cascade learned to refine the fill it was
-trained on). The copy records the change and the source file's
+``depth_scale_cap_m``, ``far_change_cap`` and the ``large_hole_*`` fade have no weights, so
+trained weights can run on another setting without retraining (measure it: the cascade learned
+to refine the fill it was trained on). The copy records the change and the source file's
 SHA-256 in its provenance. Example, from the repository root::
 
     python -m training.change_fill runs/my_run/best.safetensors my_sor.safetensors \
@@ -72,13 +72,23 @@ def main(argv: Optional[List[str]] = None) -> Path:
                    help='depth_scale_cap_m (0 = off)')
     p.add_argument('--far-change-cap', type=float, default=None, metavar='SHARE',
                    help='far_change_cap (0 = off)')
+    p.add_argument('--large-hole-change', type=float, default=None, metavar='SHARE',
+                   help='large_hole_change: share of the change to D_0 kept in large hole '
+                        'regions (1 = off)')
+    p.add_argument('--large-hole-start', type=float, default=None, metavar='SHARE',
+                   help='large_hole_start: region share of the frame where the fade starts')
+    p.add_argument('--large-hole-end', type=float, default=None, metavar='SHARE',
+                   help='large_hole_end: region share of the frame where it is complete')
     args = p.parse_args(argv)
     try:
         path = change_fill(args.source, args.destination, initial_fill=args.initial_fill,
                            fill_iterations=args.fill_iterations, fill_solver=args.fill_solver,
                            fill_guide=args.fill_guide,
                            depth_scale_cap_m=args.depth_scale_cap,
-                           far_change_cap=args.far_change_cap)
+                           far_change_cap=args.far_change_cap,
+                           large_hole_change=args.large_hole_change,
+                           large_hole_start=args.large_hole_start,
+                           large_hole_end=args.large_hole_end)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise SystemExit(f'error: {exc}') from exc
     print(f'wrote {path}')

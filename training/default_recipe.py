@@ -5,10 +5,11 @@ Each stage is an experiment config in ``training/configs/`` that starts from the
 of an earlier stage (the one before, except where two stages branch from one start); the shipped
 ``s2ml_ros/weights/s2ml_tiny.safetensors`` is the element-wise mean of the weights of the last
 two stages' best checkpoints (:data:`DEFAULT_AVERAGE`, both trained from stage 40 on the initial
-fill the shipped file runs), written to ``--out`` with the record of every stage in its
-provenance. About 7.5 hours of epochs on a 2-core CPU (7 h 21 min as run), plus validation and,
-on a first run, the frame cache's rendering (about 7 minutes for stages 1-31's rooms, 11.5-19
-for each 15,000 new rooms of stages 40 and 44); with the current code, stages 4-6 come out close
+fill the shipped file runs), set to run with the parameter-free :data:`DEFAULT_SETTINGS` and
+written to ``--out`` with the record of every stage in its provenance. About 7.5 hours of
+epochs on a 2-core CPU (7 h 21 min as run), plus validation and, on a first run, the frame
+cache's rendering (about 7 minutes for stages 1-31's rooms, 11.5-19 for each 15,000 new rooms
+of stages 40 and 44); with the current code, stages 4-6 come out close
 to the shipped ones but not bit for bit (docs/training_log.md). From the repository root::
 
     python -m training.default_recipe --out runs/s2ml_tiny.safetensors
@@ -21,15 +22,17 @@ the stages' batch sizes and learning rates are those of one process.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from s2ml_ros.model import load_checkpoint, save_checkpoint
+from s2ml_ros.model import ConfigError, load_checkpoint, S2ML, S2MLConfig, save_checkpoint
 from s2ml_ros.model.checkpoint import file_sha256
+from s2ml_ros.model.config import PARAMETER_FREE_FIELDS
 import torch
 from training import train
 
@@ -43,6 +46,11 @@ DEFAULT_STAGES = ('sim_tiny', 'sim_tiny_finetune', 'sim_tiny_stage3', 'sim_tiny_
 # checkpoint that trade the simulated and the real-frame scores the opposite ways, and their
 # mean beats the stage 31 weights on both (docs/training_log.md, stages 44 and 45).
 DEFAULT_AVERAGE = ('sim_tiny_stage44', 'sim_tiny_stage45')
+# Parameter-free settings the shipped file runs with (no weights depend on them): the network's
+# change to D_0 faded to a quarter in hole regions covering 10-30% of the frame or more, where
+# on real frames it cost more than it gained and on simulated ones it gained nothing
+# (docs/training_log.md, "The change in large hole regions").
+DEFAULT_SETTINGS = {'large_hole_change': 0.25, 'large_hole_start': 0.1, 'large_hole_end': 0.3}
 # Config keys holding paths under runs/, moved with --runs-dir.
 _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
 # Settings that do not change what a stage learns, so a run may be continued with others.
@@ -172,7 +180,8 @@ def _finished(args: argparse.Namespace) -> bool:
 
 
 def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Path] = None,
-        extra: Sequence[str] = (), average: Sequence[str] = DEFAULT_AVERAGE) -> Dict[str, Any]:
+        extra: Sequence[str] = (), average: Sequence[str] = DEFAULT_AVERAGE,
+        settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """
     Train every stage not yet finished, then write the result to ``out``.
 
@@ -183,8 +192,19 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
     :param extra: Arguments appended to every stage's command.
     :param average: Stages whose best weights are averaged into the result (empty: the last
         stage's best checkpoint, copied).
+    :param settings: Parameter-free config fields
+        (:data:`s2ml_ros.model.config.PARAMETER_FREE_FIELDS`) the result runs with instead of
+        the stages' (None or empty: the stages').
     :return: The record also written to ``recipe.json``.
+    :raises ConfigError: For a setting that is not parameter-free or not valid, before any
+        training.
     """
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(PARAMETER_FREE_FIELDS))
+    if unknown:
+        raise ConfigError(f'only {list(PARAMETER_FREE_FIELDS)} can be set on trained weights, '
+                          f'got {unknown}')
+    S2MLConfig(**settings)  # invalid values fail now, not after hours of training
     parsed = plan(stages, runs_dir, extra, average)
     record_dir = Path(runs_dir) if runs_dir is not None else Path('runs')
     record_dir.mkdir(parents=True, exist_ok=True)
@@ -221,6 +241,11 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
         provenance = dict(info.provenance)
         provenance.pop('saved_at', None)
         provenance['recipe'] = record
+    if settings:
+        record['settings'] = settings
+        configured = S2ML(dataclasses.replace(model.config, **settings))
+        configured.load_state_dict(model.state_dict())
+        model = configured
     save_checkpoint(out, model, provenance)
     record['out_sha256'] = file_sha256(out)
     _write_json(record_path, record)
@@ -239,7 +264,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    help="folder for the stages' runs and frame cache (default: runs/)")
     args, extra = p.parse_known_args(argv)
     try:
-        return run(args.out, DEFAULT_STAGES, args.runs_dir, extra, DEFAULT_AVERAGE)
+        return run(args.out, DEFAULT_STAGES, args.runs_dir, extra, DEFAULT_AVERAGE,
+                   DEFAULT_SETTINGS)
     except RecipeError as exc:
         raise SystemExit(f'error: {exc}') from exc
 

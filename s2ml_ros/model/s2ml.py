@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .config import S2MLConfig
+from .hole_regions import hole_region_share_tensor, large_hole_gate
 from .layers import initial_fill, ResidualConv, SpatialFusion, SpectralFusion
 
 # ImageNet statistics: the usual RGB normalisation of the depth-completion baselines.
@@ -93,9 +94,31 @@ class S2ML(nn.Module):
         scale = torch.nan_to_num(p90 / cap, nan=1.0).clamp_min(1.0)
         return (self.config.max_depth_m * scale).to(depth_m.dtype).view(-1, 1, 1, 1)
 
+    def _large_hole_gate(self, valid: torch.Tensor, hole_share: Optional[torch.Tensor]
+                         ) -> Optional[torch.Tensor]:
+        """
+        Share of the cascade's change kept at each pixel (``large_hole_change``).
+
+        :param valid: bool [B, 1, H, W], True where measured.
+        :param hole_share: Given region shares [B, 1, H, W], or None to label them here.
+        :return: Gate [B, 1, H, W], or None when the setting is off.
+        :raises ValueError: When the shares are needed under CUDA graph capture.
+        """
+        cfg = self.config
+        if cfg.large_hole_change >= 1.0:
+            return None
+        if hole_share is None:
+            if self.sync_free:
+                raise ValueError('large_hole_change needs hole_share passed in when the '
+                                 'forward pass runs without host synchronisation')
+            hole_share = hole_region_share_tensor(valid)
+        return large_hole_gate(hole_share.to(torch.float32), cfg.large_hole_change,
+                               cfg.large_hole_start, cfg.large_hole_end)
+
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
                 guide_rgb: Optional[torch.Tensor] = None,
-                with_initial: bool = False) -> List[torch.Tensor]:
+                with_initial: bool = False,
+                hole_share: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """
         Complete depth.
 
@@ -107,6 +130,10 @@ class S2ML(nn.Module):
         :param with_initial: Put the initial fill D_0 [B, 1, H, W] (meters, no gradient: the
             fill has no parameters) before the stage outputs, for losses on the cascade's change
             to it (``training.train --change-weight``).
+        :param hole_share: With ``large_hole_change`` below 1, the share of the frame covered
+            by each pixel's hole region [B, 1, H, W]
+            (:func:`s2ml_ros.model.hole_regions.hole_region_share` of ``depth``'s mask);
+            None: computed here on the host, which CUDA graph capture (``sync_free``) cannot do.
         :return: K depth maps [B, 1, H, W] in meters, one per fusion pair, final last (K + 1
             with ``with_initial``, D_0 first).
         """
@@ -120,6 +147,9 @@ class S2ML(nn.Module):
         if guide_rgb is not None and guide_rgb.shape != rgb.shape:
             raise ValueError(f'guide_rgb must match rgb {tuple(rgb.shape)}, '
                              f'got {tuple(guide_rgb.shape)}')
+        if hole_share is not None and hole_share.shape != depth.shape:
+            raise ValueError(f'hole_share must match depth {tuple(depth.shape)}, '
+                             f'got {tuple(hole_share.shape)}')
         h, w = depth.shape[-2:]
         m = self.config.pad_multiple
         pad_h, pad_w = (-h) % m, (-w) % m
@@ -129,6 +159,7 @@ class S2ML(nn.Module):
         unit_m = self._meters_per_unit(depth_m, valid)
         depth_n = depth_m / unit_m
         mask = valid.to(depth_n.dtype)
+        gate = self._large_hole_gate(valid, hole_share)
         if pad_h or pad_w:
             # Bottom/right only, so pixel coordinates (and intrinsics) are unchanged; padded
             # depth counts as missing.
@@ -137,6 +168,8 @@ class S2ML(nn.Module):
                 guide_rgb = F.pad(guide_rgb, (0, pad_w, 0, pad_h), mode='replicate')
             depth_n = F.pad(depth_n, (0, pad_w, 0, pad_h))
             mask = F.pad(mask, (0, pad_w, 0, pad_h))
+            if gate is not None:
+                gate = F.pad(gate, (0, pad_w, 0, pad_h), value=1.0)
         depth_n = initial_fill(depth_n, mask, rgb if guide_rgb is None else guide_rgb,
                                self.config.initial_fill,
                                self.config.fill_iterations, self.config.fill_solver,
@@ -157,6 +190,8 @@ class S2ML(nn.Module):
             if pair.rgb_update is not None:
                 rgb_feat = pair.rgb_update(rgb_feat)
             emitted = current if far_limit is None else torch.minimum(current, far_limit)
+            if gate is not None:
+                emitted = depth_n + gate * (emitted - depth_n)
             out = emitted[..., :h, :w] * unit_m
             outputs.append(out if self.training else out.clamp_min(0.0))
         return outputs

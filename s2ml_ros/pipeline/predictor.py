@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..model import CheckpointError, CheckpointInfo, DEFAULT_CHECKPOINT, load_checkpoint, S2ML
+from ..model.hole_regions import hole_region_share
 from ..model.layers import initial_fill
 from ..registration import ColourOffset, estimate_colour_offset
 
@@ -111,42 +112,50 @@ class _GraphedForward:
         return torch.autocast('cuda', dtype=self.dtype, enabled=self.dtype is not None,
                               cache_enabled=False)
 
-    def _capture(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple:
+    def _capture(self, rgb: torch.Tensor, depth: torch.Tensor,
+                 hole_share: Optional[torch.Tensor]) -> tuple:
         static_rgb, static_depth = rgb.clone(), depth.clone()
+        static_share = None if hole_share is None else hole_share.clone()
         self.model.sync_free = True
         with torch.cuda.device(rgb.device):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), self._autocast():
                 for _ in range(2):
-                    self.model(static_rgb, static_depth)
+                    self.model(static_rgb, static_depth, hole_share=static_share)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph), self._autocast():
-                outputs = self.model(static_rgb, static_depth)
-        return static_rgb, static_depth, graph, outputs
+                outputs = self.model(static_rgb, static_depth, hole_share=static_share)
+        return static_rgb, static_depth, static_share, graph, outputs
 
-    def __call__(self, rgb: torch.Tensor, depth: torch.Tensor) -> List[torch.Tensor]:
+    def __call__(self, rgb: torch.Tensor, depth: torch.Tensor,
+                 hole_share: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """
         Run the model on one batch.
 
+        :param hole_share: The model's ``hole_share`` input (needed when its config fades the
+            change in large holes), or None.
         :return: Every stage's depth; tensors owned by the graph and overwritten by the next
             call of the same shape, so read them before calling again.
         """
-        key = (tuple(rgb.shape), rgb.stride(), tuple(depth.shape), depth.stride())
+        key = (tuple(rgb.shape), rgb.stride(), tuple(depth.shape), depth.stride(),
+               hole_share is None)
         entry = self._graphs.get(key)
         if entry is None:
             try:
-                entry = self._capture(rgb, depth)
+                entry = self._capture(rgb, depth, hole_share)
             except RuntimeError as exc:
                 self.model.sync_free = False
                 raise GraphCaptureError(f'CUDA graph capture failed for input '
                                         f'{tuple(rgb.shape)}: {exc}') from exc
             self._graphs[key] = entry
             _logger.info('captured a CUDA graph for input %s', 'x'.join(map(str, rgb.shape)))
-        static_rgb, static_depth, graph, outputs = entry
+        static_rgb, static_depth, static_share, graph, outputs = entry
         static_rgb.copy_(rgb)
         static_depth.copy_(depth)
+        if static_share is not None:
+            static_share.copy_(hole_share)
         graph.replay()
         return outputs
 
@@ -297,23 +306,30 @@ class DepthCompletionPredictor:
         # uint8 HWC -> float BCHW in [0, 1]; done on the device, where it is cheapest.
         rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         depth_t = depth_t[None, None]
+        share_t = None
+        if self.model.config.large_hole_change < 1.0:
+            # Labelled here, from the host copy, so the device never waits on the host.
+            valid = np.isfinite(depth_m) & (depth_m > 0)
+            share_t = self._upload('hole_share', hole_region_share(valid))[None, None]
         # Read once: the node may change it from another thread while this frame runs.
         flip_average = self.flip_average
         if flip_average:
             # The frame and its mirror image as one batch of two: one forward pass.
             rgb_t = torch.cat([rgb_t, rgb_t.flip(-1)])
             depth_t = torch.cat([depth_t, depth_t.flip(-1)])
+            if share_t is not None:
+                share_t = torch.cat([share_t, share_t.flip(-1)])
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             try:
-                stages = self._forward(rgb_t, depth_t)
+                stages = self._forward(rgb_t, depth_t, hole_share=share_t)
             except GraphCaptureError as exc:
                 # Slower, never wrong: a frame is not lost to a capture this torch cannot do.
                 _logger.warning('%s; running without CUDA graphs', exc)
                 self.cuda_graph = False
                 self._forward = self.model
-                stages = self._forward(rgb_t, depth_t)
+                stages = self._forward(rgb_t, depth_t, hole_share=share_t)
         if flip_average:
             stages = [0.5 * (s[:1].float() + s[1:].float().flip(-1)) for s in stages]
         return stages
