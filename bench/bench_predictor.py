@@ -10,15 +10,18 @@ costs in meters).
 
     python bench/bench_predictor.py                                    # CPU, fp32
     python bench/bench_predictor.py --device cuda --settings fp32 fp32+graph fp16 fp16+graph
+    python bench/bench_predictor.py --large-hole-change 1 0.25   # the fade in large holes off / on
 """
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import List, Tuple, Union
 
 import numpy as np
-from s2ml_ros.pipeline import DepthCompletionPredictor, PRECISIONS
+from s2ml_ros.model import DEFAULT_CHECKPOINT, load_checkpoint, S2ML
+from s2ml_ros.pipeline import DepthCompletionPredictor, PRECISIONS, resolve_device
 from s2ml_ros.simulation import SimulatedRgbdCamera
 import torch
 
@@ -63,13 +66,26 @@ def main(argv: List[str] = None) -> None:
                         help='untimed frames per setting and size (compilation happens here)')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--large-hole-change', type=float, nargs='+', default=None,
+                        metavar='G', help='run every setting with each of these '
+                        'large_hole_change values (1: off) instead of the checkpoint value')
     args = parser.parse_args(argv)
     settings = [(text, *parse_setting(text)) for text in args.settings]
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictors = [DepthCompletionPredictor.from_checkpoint(
-        args.checkpoint, device=args.device, precision=precision, compile_model=mode,
-        cuda_graph=graph) for _, precision, mode, graph in settings]
+    model, info = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+    variants = [(f' fade {g:g}', dataclasses.replace(model.config, large_hole_change=g))
+                for g in args.large_hole_change] if args.large_hole_change else \
+        [('', model.config)]
+    predictors, labels = [], []
+    for suffix, config in variants:
+        for text, precision, mode, graph in settings:
+            copy = S2ML(config)
+            copy.load_state_dict(model.state_dict())
+            predictors.append(DepthCompletionPredictor(
+                copy, info, resolve_device(args.device), precision=precision,
+                compile_model=mode, cuda_graph=graph))
+            labels.append(text + suffix)
     device = predictors[0].device
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else \
         f'{torch.get_num_threads()} CPU threads'
@@ -96,7 +112,7 @@ def main(argv: List[str] = None) -> None:
                 predictor.predict(rgb, depth)
                 times[i].append(1e3 * (time.perf_counter() - t0))
         first = statistics.median(times[0])
-        for (text, *_), t, out, warm in zip(settings, times, outputs, warmups):
+        for text, t, out, warm in zip(labels, times, outputs, warmups):
             ms = statistics.median(t)
             diff = float(np.abs(out - outputs[0]).max())
             print(f'| {size} | {text} | {ms:.2f} | {1e3 / ms:.1f} | {ms / first:.2f} | '
