@@ -21,6 +21,7 @@ from typing import List, Tuple, Union
 
 import numpy as np
 from s2ml_ros.model import DEFAULT_CHECKPOINT, load_checkpoint, S2ML
+from s2ml_ros.model.hole_regions import hole_region_share
 from s2ml_ros.pipeline import DepthCompletionPredictor, PRECISIONS, resolve_device
 from s2ml_ros.simulation import SimulatedRgbdCamera
 import torch
@@ -117,6 +118,15 @@ def main(argv: List[str] = None) -> None:
             diff = float(np.abs(out - outputs[0]).max())
             print(f'| {size} | {text} | {ms:.2f} | {1e3 / ms:.1f} | {ms / first:.2f} | '
                   f'{diff:.4f} | {warm:.1f} |', flush=True)
+        if args.large_hole_change:
+            valid = np.isfinite(depth) & (depth > 0)
+            labelling = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                hole_region_share(valid)
+                labelling.append(1e3 * (time.perf_counter() - t0))
+            print(f'| {size} | hole region labelling alone | {statistics.median(labelling):.2f} '
+                  f'| | | | |', flush=True)
 
 
 if __name__ == '__main__':

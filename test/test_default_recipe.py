@@ -51,7 +51,7 @@ def test_settings_that_need_training_or_are_invalid_are_refused_before_training(
         tmp_path: Path) -> None:
     from s2ml_ros.model import ConfigError
     out = tmp_path / 'x.safetensors'
-    with pytest.raises(ConfigError, match=r"can be set on trained weights, got \['embed_dim'\]"):
+    with pytest.raises(ConfigError, match=r"without retraining, got \['embed_dim'\]"):
         default_recipe.run(out, runs_dir=tmp_path, settings={'embed_dim': 16})
     with pytest.raises(ConfigError, match='large_hole_change must be a share in .*got 2'):
         default_recipe.run(out, runs_dir=tmp_path, settings={'large_hole_change': 2})
@@ -111,7 +111,7 @@ def test_one_command_trains_every_stage_then_copies_the_last(
     # It runs the stages' architecture and fill with the recipe's parameter-free settings.
     assert info.config == dataclasses.replace(members[0][1].config,
                                               **default_recipe.DEFAULT_SETTINGS)
-    assert info.config.large_hole_change < 1.0 == members[0][1].config.large_hole_change
+    assert info.config.fades_large_holes and not members[0][1].config.fades_large_holes
     assert record['settings'] == default_recipe.DEFAULT_SETTINGS
     assert (info.config.fill_solver, info.config.fill_guide) == ('sor', 'chroma')
     assert [m['sha256'] for m in info.provenance['average_of']] == [

@@ -17,9 +17,45 @@ from pathlib import Path
 import sys
 from typing import Any, List, Mapping, Optional
 
-from s2ml_ros.model import CheckpointError, ConfigError, load_checkpoint, S2ML, save_checkpoint
+from s2ml_ros.model import (CheckpointError, ConfigError, load_checkpoint, S2ML, S2MLConfig,
+                            save_checkpoint)
 from s2ml_ros.model.config import (FILL_GUIDES, FILL_SOLVERS, INITIAL_FILLS,
                                    PARAMETER_FREE_FIELDS)
+
+
+def _check_names(changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - set(PARAMETER_FREE_FIELDS))
+    if unknown:
+        raise ConfigError(f'only {list(PARAMETER_FREE_FIELDS)} can change without retraining, '
+                          f'got {unknown}')
+
+
+def check_settings(changes: Mapping[str, Any]) -> None:
+    """
+    Check settings meant for trained weights before there are any (e.g. before training).
+
+    :param changes: Field names and values.
+    :raises ConfigError: For a field with weights behind it, or a value the model config
+        refuses (checked against the default config).
+    """
+    _check_names(changes)
+    S2MLConfig(**changes)
+
+
+def with_settings(model: S2ML, **changes) -> S2ML:
+    """
+    Put the same weights under other parameter-free settings.
+
+    :param model: A network.
+    :param changes: New values of fields in
+        :data:`s2ml_ros.model.config.PARAMETER_FREE_FIELDS`.
+    :return: A new network with ``model``'s weights and the changed config.
+    :raises ConfigError: For a field with weights behind it or an invalid value.
+    """
+    _check_names(changes)
+    changed = S2ML(dataclasses.replace(model.config, **changes))
+    changed.load_state_dict(model.state_dict())
+    return changed
 
 
 def change_fill(source: Path, destination: Path,
@@ -37,17 +73,11 @@ def change_fill(source: Path, destination: Path,
     :raises CheckpointError: If ``source`` is unusable.
     :raises ConfigError: For an unknown field or an invalid value.
     """
-    unknown = sorted(set(changes) - set(PARAMETER_FREE_FIELDS))
-    if unknown:
-        raise ConfigError(f'only {list(PARAMETER_FREE_FIELDS)} can change without retraining, '
-                          f'got {unknown}')
     if Path(destination).resolve() == Path(source).resolve():
         raise ValueError(f'destination {destination} is the source checkpoint; write a copy')
     model, info = load_checkpoint(source)
-    changes = {k: v for k, v in changes.items() if v is not None}
-    config = dataclasses.replace(info.config, **changes)
-    changed = S2ML(config)
-    changed.load_state_dict(model.state_dict())
+    changed = with_settings(model, **{k: v for k, v in changes.items() if v is not None})
+    config = changed.config
     provenance = dict(info.provenance)
     provenance['fill_changed'] = {
         'source_sha256': info.sha256,

@@ -22,7 +22,6 @@ the stages' batch sizes and learning rates are those of one process.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -30,11 +29,11 @@ import sys
 import time
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from s2ml_ros.model import ConfigError, load_checkpoint, S2ML, S2MLConfig, save_checkpoint
+from s2ml_ros.model import load_checkpoint, save_checkpoint
 from s2ml_ros.model.checkpoint import file_sha256
-from s2ml_ros.model.config import PARAMETER_FREE_FIELDS
 import torch
 from training import train
+from training.change_fill import check_settings, with_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 # The shipped default, in order; each stage's init_from is an earlier stage's best checkpoint.
@@ -48,8 +47,8 @@ DEFAULT_STAGES = ('sim_tiny', 'sim_tiny_finetune', 'sim_tiny_stage3', 'sim_tiny_
 DEFAULT_AVERAGE = ('sim_tiny_stage44', 'sim_tiny_stage45')
 # Parameter-free settings the shipped file runs with (no weights depend on them): the network's
 # change to D_0 faded to a quarter in hole regions covering 10-30% of the frame or more, where
-# on real frames it cost more than it gained and on simulated ones it gained nothing
-# (docs/training_log.md, "The change in large hole regions").
+# on real frames it cost more than it gained (docs/training_log.md, "The change in large hole
+# regions").
 DEFAULT_SETTINGS = {'large_hole_change': 0.25, 'large_hole_start': 0.1, 'large_hole_end': 0.3}
 # Config keys holding paths under runs/, moved with --runs-dir.
 _RUN_PATH_KEYS = ('output_dir', 'init_from', 'sim_cache')
@@ -200,11 +199,7 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
         training.
     """
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(PARAMETER_FREE_FIELDS))
-    if unknown:
-        raise ConfigError(f'only {list(PARAMETER_FREE_FIELDS)} can be set on trained weights, '
-                          f'got {unknown}')
-    S2MLConfig(**settings)  # invalid values fail now, not after hours of training
+    check_settings(settings)  # fails now, not after hours of training
     parsed = plan(stages, runs_dir, extra, average)
     record_dir = Path(runs_dir) if runs_dir is not None else Path('runs')
     record_dir.mkdir(parents=True, exist_ok=True)
@@ -243,9 +238,7 @@ def run(out: Path, stages: Sequence[str] = DEFAULT_STAGES, runs_dir: Optional[Pa
         provenance['recipe'] = record
     if settings:
         record['settings'] = settings
-        configured = S2ML(dataclasses.replace(model.config, **settings))
-        configured.load_state_dict(model.state_dict())
-        model = configured
+        model = with_settings(model, **settings)
     save_checkpoint(out, model, provenance)
     record['out_sha256'] = file_sha256(out)
     _write_json(record_path, record)

@@ -23,20 +23,20 @@ class ConfigError(ValueError):
     """Raised for an invalid or unknown model configuration."""
 
 
+def _is_real(value: Any) -> bool:
+    """:return: Whether ``value`` is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and value == value and abs(value) != float('inf')
+
+
 def _check_cap(name: str, value: Any, what: str) -> None:
     """
     Check a cap setting: a finite real number >= 0, where 0 turns the cap off.
 
     :raises ConfigError: Naming ``name`` and the bad value otherwise.
     """
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and 0.0 <= value < float('inf')):
+    if not (_is_real(value) and value >= 0.0):
         raise ConfigError(f'{name} must be a finite {what} >= 0 (0 = off), got {value!r}')
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and value == value and abs(value) != float('inf')
 
 
 def _check_large_hole_fade(change: Any, start: Any, end: Any) -> None:
@@ -181,6 +181,11 @@ class S2MLConfig:
     def attention_head_dim(self) -> int:
         """Head width actually used: min(head_dim, C/2), so narrow models keep one head."""
         return min(self.head_dim, self.embed_dim // 2)
+
+    @property
+    def fades_large_holes(self) -> bool:
+        """Whether the cascade's change is faded in large hole regions (``large_hole_change``)."""
+        return self.large_hole_change < 1.0
 
     @property
     def num_heads(self) -> int:

@@ -105,7 +105,7 @@ class S2ML(nn.Module):
         :raises ValueError: When the shares are needed under CUDA graph capture.
         """
         cfg = self.config
-        if cfg.large_hole_change >= 1.0:
+        if not cfg.fades_large_holes:
             return None
         if hole_share is None:
             if self.sync_free:

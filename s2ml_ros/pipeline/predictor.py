@@ -307,7 +307,7 @@ class DepthCompletionPredictor:
         rgb_t = rgb_t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         depth_t = depth_t[None, None]
         share_t = None
-        if self.model.config.large_hole_change < 1.0:
+        if self.model.config.fades_large_holes:
             # Labelled here, from the host copy, so the device never waits on the host.
             valid = np.isfinite(depth_m) & (depth_m > 0)
             share_t = self._upload('hole_share', hole_region_share(valid))[None, None]

@@ -446,10 +446,6 @@ def _random_scene(rng: np.random.Generator) -> Scene:
     prims: List[Primitive] = []
     plan = _FloorPlan(lx, ly, zone)
 
-    def add_small_objects(x: float, y: float, top: float, hw: float, hd: float,
-                          yaw: float, count: int) -> None:
-        prims.extend(_small_objects(rng, x, y, top, hw, hd, yaw, count))
-
     def box(cx: float, cy: float, cz: float, hw: float, hd: float, hh: float, yaw: float,
             mat: int, color: Tuple[float, float, float], tex: str = 'plain',
             label: int = Label.FURNITURE) -> None:
@@ -479,7 +475,8 @@ def _random_scene(rng: np.random.Generator) -> Scene:
                     ox, oy = sx * (hw - 2 * leg), sy * (hd - 2 * leg)
                     box(x + c * ox - s * oy, y + s * ox + c * oy, (height - 2 * top_t) / 2,
                         leg, leg, (height - 2 * top_t) / 2, yaw, mat, color)
-            add_small_objects(x, y, height, hw, hd, yaw, int(rng.integers(2, 7)))
+            prims.extend(_small_objects(rng, x, y, height, hw, hd, yaw,
+                                        int(rng.integers(2, 7))))
             if rng.random() < 0.4:
                 # A monitor: a thin dark screen on a stand.
                 ox = rng.uniform(-hw * 0.4, hw * 0.4)
@@ -494,7 +491,8 @@ def _random_scene(rng: np.random.Generator) -> Scene:
             x, y, yaw = spot
             box(x, y, hh, hw, hd, hh, yaw, mat, color, tex)
             if rng.random() < 0.5:
-                add_small_objects(x, y, 2 * hh, hw, hd, yaw, int(rng.integers(1, 3)))
+                prims.extend(_small_objects(rng, x, y, 2 * hh, hw, hd, yaw,
+                                            int(rng.integers(1, 3))))
         elif kind == 'chair':
             hw = rng.uniform(0.2, 0.26)
             spot = plan.place(rng, hw * 1.5, against_wall=False)
